@@ -1,0 +1,81 @@
+"""Audio decoding: any file librosa/soundfile can read, to mono float32 at a fixed rate."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from .errors import AudioLoadError
+
+PathLike = Union[str, os.PathLike]
+
+
+def _decode(path: Path) -> tuple[np.ndarray, int]:
+    """Decode ``path`` to float32 samples (channels, samples) and its native rate."""
+    import soundfile as sf
+
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        return data.T, int(sr)
+    except Exception as sf_error:  # libsndfile could not read it: try audioread (mp3, m4a...)
+        import librosa
+
+        try:
+            with warnings.catch_warnings():
+                # librosa warns that it falls back to audioread; the fallback is intended.
+                warnings.simplefilter("ignore")
+                y, sr = librosa.load(str(path), sr=None, mono=False, dtype=np.float32)
+        except Exception as ar_error:
+            raise AudioLoadError(
+                f"{path}: cannot decode audio (soundfile: {sf_error}; audioread: "
+                f"{type(ar_error).__name__}: {ar_error})") from ar_error
+        return np.atleast_2d(y), int(sr)
+
+
+def load_audio(path: PathLike, sample_rate: int = 22050) -> np.ndarray:
+    """Load an audio file as a mono signal at ``sample_rate``.
+
+    Multichannel audio is down-mixed by averaging the channels (as ``librosa.to_mono``),
+    then resampled with soxr (librosa's default) when the file's rate differs.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Audio file (wav, flac, ogg, mp3, ...).
+    sample_rate : int > 0
+        Target rate in Hz.
+
+    Returns
+    -------
+    y : np.ndarray, shape (n_samples,), float32
+        The signal.
+
+    Raises
+    ------
+    AudioLoadError
+        If the file is missing, is a directory, cannot be decoded, holds no samples, or
+        holds NaN or infinite samples.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioLoadError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioLoadError(f"{path}: is a directory, expected an audio file")
+    if path.stat().st_size == 0:
+        raise AudioLoadError(f"{path}: file is empty (0 bytes)")
+    data, native_sr = _decode(path)
+    if data.size == 0:
+        raise AudioLoadError(f"{path}: the file decodes to zero samples")
+    n_bad = int(np.count_nonzero(~np.isfinite(data)))
+    if n_bad:
+        raise AudioLoadError(f"{path}: {n_bad} samples are NaN or infinite")
+    y = data.mean(axis=0) if data.shape[0] > 1 else data[0]
+    if native_sr != sample_rate:
+        import librosa
+
+        y = librosa.resample(y, orig_sr=native_sr, target_sr=sample_rate)
+    return np.ascontiguousarray(y, dtype=np.float32)

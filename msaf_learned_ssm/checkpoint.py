@@ -1,0 +1,201 @@
+"""Model files: saving and safely loading SSM-Net checkpoints.
+
+Two formats are read:
+
+* this package's checkpoints, a dictionary ``{"format_version", "config", "state_dict",
+  ...}`` in which ``config`` is a :class:`~msaf_learned_ssm.config.ModelConfig` as a dict;
+* the author's published state_dicts (``ssmnet_nbatt{1,3}_state_dict.pt``), whose
+  architecture is inferred from the tensor names and shapes.
+
+Every file is read with ``torch.load(weights_only=True)``: a checkpoint from the internet
+cannot run code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+import torch
+
+from .config import ModelConfig
+from .errors import CheckpointError, ConfigError
+from .model import SSMNet
+
+PathLike = Union[str, os.PathLike]
+
+FORMAT_VERSION = 1
+
+# Author's state_dict names -> this package's module names.
+_AUTHOR_PREFIXES = [("conv_novelty.", "novelty.kernels."), ("lin_novelty.", "novelty.combine."),
+                    ("conv.", "encoder.conv."), ("attention.", "encoder.attention.")]
+
+
+def atomic_torch_save(obj: Any, path: PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``.
+
+    A reader never sees a half-written file, even if the process is killed meanwhile.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_checkpoint(path: PathLike) -> dict[str, Any]:
+    """Read a checkpoint file safely (``weights_only=True``), tensors on the CPU.
+
+    Raises
+    ------
+    CheckpointError
+        Missing file, directory, truncated/corrupt file, or a pickle that asks to run
+        code (refused).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, expected a checkpoint file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: refused to load: the file holds Python objects other than tensors and "
+            f"plain values, which could run code ({first})") from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+                              ) from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a dictionary of tensors, got {type(data).__name__}")
+    return data
+
+
+def _is_author_state_dict(data: Mapping[str, Any]) -> bool:
+    return "conv_novelty.weight" in data and all(torch.is_tensor(v) for v in data.values())
+
+
+def config_from_author_state_dict(state_dict: Mapping[str, torch.Tensor]) -> ModelConfig:
+    """Infer the architecture of an author's state_dict from its tensor names and shapes."""
+    layers = {int(m.group(1)) for k in state_dict if (m := re.match(r"attention\.(\d+)\.", k))}
+    kernels = state_dict["conv_novelty.weight"]
+    count, size = int(kernels.shape[0]), int(kernels.shape[-1])
+    base = ModelConfig()
+    # kernel_half_sec such that round(half_sec / hop) gives the stored kernel half-size.
+    half_sec = ((size - 1) // 2) * base.patch_hop_sec
+    return base.replace(attention_layers=len(layers), kernel_count=count,
+                        kernel_half_sec=half_sec)
+
+
+def convert_author_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename the author's state_dict keys to this package's module names."""
+    out = {}
+    for key, value in state_dict.items():
+        for old, new in _AUTHOR_PREFIXES:
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        out[key] = value
+    return out
+
+
+def describe_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]
+                      ) -> str:
+    """Human-readable difference between two state_dicts (missing, unexpected, shapes)."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = [f"{k}: expected {tuple(expected[k].shape)}, found {tuple(found[k].shape)}"
+              for k in sorted(set(expected) & set(found))
+              if tuple(expected[k].shape) != tuple(found[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)} tensors (e.g. {', '.join(unexpected[:3])})")
+    if shapes:
+        parts.append("shape differences: " + "; ".join(shapes[:3]))
+    return "; ".join(parts) or "no difference"
+
+
+def model_from_checkpoint_data(data: Mapping[str, Any], source: str = "<checkpoint>"
+                               ) -> tuple[SSMNet, dict[str, Any]]:
+    """Build the model from checkpoint contents (see :func:`load_model`)."""
+    if _is_author_state_dict(data):
+        config = config_from_author_state_dict(data)
+        state_dict, meta = convert_author_state_dict(data), {"source": "author state_dict"}
+    elif "state_dict" in data and "config" in data:
+        version = data.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise CheckpointError(
+                f"{source}: checkpoint format version {version!r} is newer than this "
+                f"msaf-learned-ssm understands ({FORMAT_VERSION}); upgrade the package")
+        try:
+            config = ModelConfig.from_dict(data["config"])
+        except (ConfigError, TypeError) as exc:
+            raise CheckpointError(f"{source}: invalid model config: {exc}") from exc
+        state_dict = data["state_dict"]
+        meta = {k: v for k, v in data.items() if k not in ("state_dict", "optimizer")}
+    else:
+        raise CheckpointError(f"{source}: not an SSM-Net checkpoint (keys: "
+                              f"{', '.join(sorted(map(str, data))[:6])})")
+    model = SSMNet(config)
+    expected = model.state_dict()
+    if set(expected) != set(state_dict) or any(
+            tuple(expected[k].shape) != tuple(state_dict[k].shape) for k in expected):
+        raise CheckpointError(f"{source}: weights do not fit the architecture described by its "
+                              f"config ({describe_mismatch(expected, state_dict)})")
+    model.load_state_dict(state_dict)
+    return model, meta
+
+
+def load_model(path: PathLike, device: Union[str, torch.device] = "cpu"
+               ) -> tuple[SSMNet, dict[str, Any]]:
+    """Load a model file (this package's checkpoint or the author's state_dict).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    device : str or torch.device
+        Where to put the model.
+
+    Returns
+    -------
+    model : SSMNet
+        In eval mode.
+    meta : dict
+        The checkpoint's other entries (config, epoch, metrics...) without the weights.
+
+    Raises
+    ------
+    CheckpointError
+    """
+    data = read_checkpoint(path)
+    model, meta = model_from_checkpoint_data(data, str(path))
+    return model.to(device).eval(), meta
+
+
+def checkpoint_dict(model: SSMNet, **extra: Any) -> dict[str, Any]:
+    """The dictionary saved in a model file: format version, config, weights, extras."""
+    return {"format_version": FORMAT_VERSION, "config": model.config.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            **extra}
+
+
+def save_model(model: SSMNet, path: PathLike, **extra: Any) -> None:
+    """Save a model file atomically (config inside); ``extra`` must be plain values."""
+    atomic_torch_save(checkpoint_dict(model, **extra), path)

@@ -1,0 +1,153 @@
+"""Feature front-end: audio to the model's log-mel patches, with the time of every patch.
+
+Follows the author's release exactly (see ``../shared/data/README.md``): mel spectrogram
+(80 bands, fmax 8 kHz, n_fft 2048, hop 512), ``log(1 + 100 mel)``, each band standardised
+over the track, frames averaged in groups of 4 (about 0.093 s), patches of 40 steps every
+5 steps (about 0.464 s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import ModelConfig
+
+
+@dataclass
+class Patches:
+    """Model input for one track.
+
+    Attributes
+    ----------
+    data : np.ndarray, shape (n_patches, n_mels, patch_steps), float32
+        Standardised log-mel patches.
+    times : np.ndarray, shape (n_patches,), float64
+        Time of each patch's centre (s).
+    duration : float
+        Duration of the audio (s).
+    """
+
+    data: np.ndarray
+    times: np.ndarray
+    duration: float
+
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+
+def log_mel(y: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """Log-compressed mel spectrogram ``log(1 + gamma * mel)``.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_samples,)
+        Mono audio at ``config.sample_rate``.
+
+    Returns
+    -------
+    np.ndarray, shape (n_mels, n_frames), float32
+    """
+    import librosa
+
+    mel = librosa.feature.melspectrogram(
+        y=y, sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
+        n_mels=config.n_mels, fmax=config.fmax)
+    return np.log1p(config.log_gamma * mel).astype(np.float32, copy=False)
+
+
+def standardize_bands(features: np.ndarray) -> np.ndarray:
+    """Standardise each row (band) to zero mean and unit variance over time.
+
+    Parameters
+    ----------
+    features : np.ndarray, shape (n_bands, n_frames)
+
+    Returns
+    -------
+    np.ndarray, same shape and dtype. A constant band becomes all zeros.
+    """
+    centred = features - features.mean(axis=1, keepdims=True)
+    # float64 eps as the author: keeps silent (constant) bands finite.
+    return centred / (centred.std(axis=1, keepdims=True) + np.finfo(float).eps)
+
+
+def average_steps(features: np.ndarray, frames_per_step: int, frame_sec: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Average consecutive frames in non-overlapping groups of ``frames_per_step``.
+
+    Groups start at frames 0, g, 2g, ...; the last group is used only when the next group
+    starts inside the track (as ``librosa.util.sync(..., pad=False)``).
+
+    Parameters
+    ----------
+    features : np.ndarray, shape (n_bands, n_frames)
+    frames_per_step : int > 0
+    frame_sec : float
+        Hop between frames (s).
+
+    Returns
+    -------
+    steps : np.ndarray, shape (n_bands, n_steps)
+    step_times : np.ndarray, shape (n_steps,)
+        Mean of the start time of each group and of the next group (s).
+    """
+    n_frames = features.shape[1]
+    n_starts = -(-n_frames // frames_per_step)  # group starts 0, g, 2g... below n_frames
+    n_steps = max(n_starts - 1, 0)
+    steps = features[:, :n_steps * frames_per_step]
+    steps = steps.reshape(features.shape[0], n_steps, frames_per_step).mean(axis=2)
+    starts = np.arange(n_steps + 1) * frames_per_step * frame_sec
+    step_times = 0.5 * (starts[:-1] + starts[1:])
+    return steps, step_times
+
+
+def extract_patches(steps: np.ndarray, step_times: np.ndarray, half_steps: int, hop_steps: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Cut overlapping patches of ``2 * half_steps`` steps, centred every ``hop_steps``.
+
+    Centres are ``half_steps, half_steps + hop_steps, ...`` while ``centre + half_steps <
+    n_steps`` (the author's rule, which leaves the last step out).
+
+    Parameters
+    ----------
+    steps : np.ndarray, shape (n_bands, n_steps)
+    step_times : np.ndarray, shape (n_steps,)
+
+    Returns
+    -------
+    patches : np.ndarray, shape (n_patches, n_bands, 2 * half_steps)
+    times : np.ndarray, shape (n_patches,)
+        Time of each patch's centre step (s).
+    """
+    n_bands, n_steps = steps.shape
+    width = 2 * half_steps
+    n_patches = max(0, -(-(n_steps - width) // hop_steps)) if n_steps > width else 0
+    if n_patches == 0:
+        return np.zeros((0, n_bands, width), dtype=steps.dtype), np.zeros(0)
+    windows = np.lib.stride_tricks.sliding_window_view(steps, width, axis=1)
+    patches = windows[:, : (n_patches - 1) * hop_steps + 1 : hop_steps]  # (bands, n, width)
+    centres = half_steps + hop_steps * np.arange(n_patches)
+    return np.ascontiguousarray(patches.transpose(1, 0, 2)), step_times[centres]
+
+
+def compute_patches(y: np.ndarray, config: ModelConfig) -> Patches:
+    """Full front-end: mono audio to standardised log-mel patches and their times.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_samples,)
+        Mono audio at ``config.sample_rate``.
+
+    Returns
+    -------
+    Patches
+        Possibly with zero patches when the audio is shorter than one patch (~3.8 s).
+    """
+    duration = len(y) / config.sample_rate
+    mel = standardize_bands(log_mel(y, config))
+    steps, step_times = average_steps(mel, config.frames_per_step, config.frame_sec)
+    data, times = extract_patches(steps, step_times, config.patch_half_steps,
+                                  config.patch_hop_steps)
+    return Patches(data.astype(np.float32, copy=False), times, duration)

@@ -1,0 +1,231 @@
+"""Inference: audio file -> patches -> embeddings -> novelty -> boundaries.
+
+:class:`Analyzer` keeps one model loaded (on the GPU when there is one) and segments many
+files, decoding the next file in a background thread while the current one is computed.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Optional, Union
+
+import numpy as np
+import torch
+
+from .audio import load_audio
+from .checkpoint import load_model
+from .config import ModelConfig, PeakConfig
+from .errors import CheckpointError, ConfigError, LearnedSSMError
+from .features import Patches, compute_patches
+from .model import SSMNet, cosine_ssm
+from .peaks import boundary_times, pick_peaks
+
+PathLike = Union[str, os.PathLike]
+
+#: Folder of the models shipped inside the package.
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+#: File name of the default model.
+DEFAULT_MODEL_NAME = "default.pt"
+
+
+class ShortAudioWarning(UserWarning):
+    """The audio is too short (or silent) to be segmented: one segment is returned."""
+
+
+def default_model_path() -> Path:
+    """Path of the trained model shipped with the package.
+
+    Raises
+    ------
+    CheckpointError
+        When the package was installed without its model.
+    """
+    path = MODELS_DIR / DEFAULT_MODEL_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{path}: the default model is missing from the installation; "
+                              "pass a model file explicitly (--model / config['ssm_model'])")
+    return path
+
+
+def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
+    """``"auto"`` gives CUDA when available, else CPU; other values are checked.
+
+    Raises
+    ------
+    ConfigError
+        Unknown device string, or CUDA requested on a machine without it.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {device!r} (use auto, cpu, cuda or cuda:N)") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available")
+    return resolved
+
+
+@dataclass
+class Analysis:
+    """What the model says about one track.
+
+    Attributes
+    ----------
+    boundaries : np.ndarray, shape (n_boundaries,)
+        Boundary times (s), starting at 0 and ending at the track's duration.
+    peaks : np.ndarray of int, shape (n_boundaries - 2,) or fewer
+        Indices of the novelty peaks (patch indices) that gave the inner boundaries.
+    patch_times : np.ndarray, shape (T,)
+        Time of each patch's centre (s).
+    novelty : np.ndarray, shape (T,)
+        Novelty curve (boundary probability per patch).
+    embeddings : np.ndarray, shape (T, 128)
+        Unit-norm patch embeddings; :meth:`ssm` gives their self-similarity.
+    duration : float
+        Track duration (s).
+    source : str
+        The file analysed, or ``"<array>"``.
+    """
+
+    boundaries: np.ndarray
+    peaks: np.ndarray
+    patch_times: np.ndarray
+    novelty: np.ndarray
+    embeddings: np.ndarray
+    duration: float
+    source: str = "<array>"
+    timings: dict = field(default_factory=dict)
+
+    def ssm(self) -> np.ndarray:
+        """Scaled cosine SSM of the embeddings, shape (T, T), values in [0, 1]."""
+        e = torch.from_numpy(self.embeddings)
+        return cosine_ssm(e).numpy()
+
+    @property
+    def intervals(self) -> np.ndarray:
+        """Segments as (n_segments, 2) start/end times (s)."""
+        return np.stack([self.boundaries[:-1], self.boundaries[1:]], axis=1)
+
+
+def _trivial(patches: Patches, source: str, why: str) -> Analysis:
+    warnings.warn(f"{source}: {why}; returning a single segment [0, {patches.duration:.2f}] s",
+                  ShortAudioWarning, stacklevel=3)
+    n = len(patches)
+    return Analysis(boundaries=np.array([0.0, patches.duration]), peaks=np.zeros(0, dtype=int),
+                    patch_times=patches.times, novelty=np.zeros(n, dtype=np.float32),
+                    embeddings=np.zeros((n, 128), dtype=np.float32),
+                    duration=patches.duration, source=source)
+
+
+class Analyzer:
+    """A loaded model that segments audio files.
+
+    Parameters
+    ----------
+    model : str, os.PathLike, SSMNet or None
+        Model file (this package's checkpoint or an author's state_dict), an
+        :class:`SSMNet`, or None for the shipped default model.
+    device : str or torch.device
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
+    peaks : PeakConfig
+        Peak-picking settings.
+
+    Examples
+    --------
+    >>> analyzer = Analyzer()                                   # doctest: +SKIP
+    >>> analyzer.analyze("song.mp3").boundaries                 # doctest: +SKIP
+    array([  0.  ,  13.05, ..., 196.95])
+    """
+
+    def __init__(self, model: Union[PathLike, SSMNet, None] = None,
+                 device: Union[str, torch.device] = "auto",
+                 peaks: PeakConfig = PeakConfig()) -> None:
+        self.device = resolve_device(device)
+        if isinstance(model, SSMNet):
+            self.model, self.meta = model, {}
+        else:
+            path = default_model_path() if model is None else Path(model)
+            self.model, self.meta = load_model(path, "cpu")
+        self.model = self.model.to(self.device).eval()
+        self.peaks = peaks
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+    def patches(self, path: PathLike) -> Patches:
+        """Decode ``path`` and compute its patches (CPU work, thread-safe)."""
+        y = load_audio(path, self.config.sample_rate)
+        return compute_patches(y, self.config)
+
+    @torch.inference_mode()
+    def analyze_patches(self, patches: Patches, source: str = "<array>") -> Analysis:
+        """Segment a track from its patches.
+
+        Tracks shorter than the novelty kernel (``config.kernel_size`` patches, about
+        21 s with the defaults), or silent, give one segment and a :class:`ShortAudioWarning`.
+        """
+        n = len(patches)
+        if n == 0:
+            return _trivial(patches, source, "audio shorter than one patch")
+        if n < self.model.novelty.size:
+            return _trivial(patches, source, f"audio shorter than the novelty kernel "
+                                             f"({n} < {self.model.novelty.size} patches)")
+        if not np.any(patches.data):
+            return _trivial(patches, source, "audio is silent (constant features)")
+        x = torch.from_numpy(patches.data).to(self.device)
+        embeddings, novelty = self.model(x)
+        novelty_np = novelty.float().cpu().numpy()
+        peaks = pick_peaks(novelty_np, self.config.patch_hop_sec, self.peaks)
+        return Analysis(boundaries=boundary_times(peaks, patches.times, patches.duration),
+                        peaks=peaks, patch_times=patches.times, novelty=novelty_np,
+                        embeddings=embeddings.float().cpu().numpy(),
+                        duration=patches.duration, source=source)
+
+    def analyze_audio(self, y: np.ndarray, sample_rate: Optional[int] = None) -> Analysis:
+        """Segment a mono signal (resampled when ``sample_rate`` differs from the model's)."""
+        y = np.asarray(y, dtype=np.float32)
+        if y.ndim != 1 or not np.all(np.isfinite(y)):
+            raise ConfigError("audio must be a 1-D array of finite samples")
+        sr = sample_rate or self.config.sample_rate
+        if sr != self.config.sample_rate:
+            import librosa
+            y = librosa.resample(y, orig_sr=sr, target_sr=self.config.sample_rate)
+        return self.analyze_patches(compute_patches(y, self.config))
+
+    def analyze(self, path: PathLike) -> Analysis:
+        """Segment one audio file.
+
+        Raises
+        ------
+        AudioLoadError
+            The file is missing or not decodable audio.
+        """
+        return self.analyze_patches(self.patches(path), str(path))
+
+    def analyze_many(self, paths: Iterable[PathLike], prefetch: int = 2
+                     ) -> Iterator[tuple[str, Union[Analysis, LearnedSSMError]]]:
+        """Segment many files, decoding ahead in background threads.
+
+        Yields ``(path, Analysis)``, or ``(path, error)`` for a file that failed, so one bad
+        file does not stop a batch.
+        """
+        paths = [str(p) for p in paths]
+        with ThreadPoolExecutor(max_workers=max(1, prefetch)) as pool:
+            futures = [pool.submit(self.patches, p) for p in paths[:prefetch]]
+            for i, path in enumerate(paths):
+                if i + prefetch < len(paths):
+                    futures.append(pool.submit(self.patches, paths[i + prefetch]))
+                try:
+                    patches = futures[i].result()
+                    yield path, self.analyze_patches(patches, path)
+                except LearnedSSMError as exc:
+                    yield path, exc
+                futures[i] = None  # free the patches of finished files

@@ -1,0 +1,288 @@
+"""SSM-Net: patch encoder, scaled cosine self-similarity, and novelty head.
+
+Tensors in, tensors out: no I/O here. Shapes use T for the number of patches of a track
+and E = 128 for the embedding size.
+"""
+
+from __future__ import annotations
+
+
+import warnings
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import ModelConfig
+
+EMBEDDING_DIM = 128
+
+# The last conv block has an even kernel (5 x 2) with padding 'same', as the author's
+# model; PyTorch pads it asymmetrically (as intended) and warns about the copy each call.
+warnings.filterwarnings("ignore", message="Using padding='same' with even kernel")
+
+# (out channels, conv kernel, pool) of the first four blocks; the fifth block's conv kernel
+# and pool cover what remains of the patch, so that each patch ends as one 128-d vector
+# (with 80 x 40 patches: (5, 2), as the author's release).
+_CONV_BLOCKS = [(32, (5, 5), (2, 2)), (32, (5, 5), (2, 2)),
+                (64, (5, 5), (2, 2)), (64, (5, 5), (2, 2))]
+
+
+def _conv_block(in_channels: int, out_channels: int, kernel: tuple[int, int],
+                pool: tuple[int, int]) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=kernel, padding="same"),
+        nn.PReLU(),
+        nn.MaxPool2d(kernel_size=pool))
+
+
+class PatchEncoder(nn.Module):
+    """Five conv blocks, N Transformer encoder blocks over the patch sequence, tanh, L2 norm.
+
+    Parameters
+    ----------
+    config : ModelConfig
+
+    Notes
+    -----
+    The convolutions see each patch on its own, so they run in chunks of
+    ``conv_chunk`` patches to bound memory on long tracks; the Transformer blocks see the
+    whole sequence (no positional encoding, as the author's model).
+    """
+
+    def __init__(self, config: ModelConfig, conv_chunk: int = 512) -> None:
+        super().__init__()
+        self.conv_chunk = conv_chunk
+        height, width = config.n_mels, config.patch_steps
+        blocks, in_channels = [], 1
+        for out_channels, kernel, pool in _CONV_BLOCKS:
+            blocks.append(_conv_block(in_channels, out_channels, kernel, pool))
+            in_channels, height, width = out_channels, height // pool[0], width // pool[1]
+        blocks.append(_conv_block(in_channels, EMBEDDING_DIM, (height, width), (height, width)))
+        self.conv = nn.Sequential(*blocks)
+        self.attention = nn.Sequential(*[
+            nn.TransformerEncoderLayer(d_model=EMBEDDING_DIM, nhead=config.attention_heads,
+                                       dim_feedforward=config.attention_ff,
+                                       dropout=config.dropout, batch_first=True)
+            for _ in range(config.attention_layers)])
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        """Embed the patches of one track.
+
+        Parameters
+        ----------
+        patches : torch.Tensor, shape (T, n_mels, patch_steps)
+
+        Returns
+        -------
+        torch.Tensor, shape (T, 128)
+            Unit-norm embeddings.
+        """
+        x = patches.unsqueeze(1)
+        parts = [self.conv(chunk).flatten(1) for chunk in torch.split(x, self.conv_chunk)]
+        x = torch.cat(parts) if parts else x.new_zeros((0, EMBEDDING_DIM))
+        if len(self.attention) and x.shape[0]:
+            x = self.attention(x.unsqueeze(0)).squeeze(0)
+        return F.normalize(torch.tanh(x), p=2, dim=1)
+
+
+def cosine_ssm(embeddings: torch.Tensor) -> torch.Tensor:
+    """Scaled cosine self-similarity ``1 - ||e_i - e_j||^2 / 4``, in [0, 1] for unit vectors.
+
+    Parameters
+    ----------
+    embeddings : torch.Tensor, shape (T, E)
+
+    Returns
+    -------
+    torch.Tensor, shape (T, T)
+    """
+    return 1.0 - torch.cdist(embeddings, embeddings).pow(2) / 4.0
+
+
+def ssm_band(embeddings: torch.Tensor, half_width: int) -> torch.Tensor:
+    """Diagonal band of :func:`cosine_ssm`, without forming the T x T matrix.
+
+    Parameters
+    ----------
+    embeddings : torch.Tensor, shape (T, E)
+    half_width : int >= 0
+        Largest diagonal offset kept.
+
+    Returns
+    -------
+    torch.Tensor, shape (T, 2 * half_width + 1)
+        ``band[i, half_width + d] = S[i, i + d]``, and 0 where ``i + d`` is outside the
+        track (the zero padding of a 'same' convolution). Memory O(T * half_width).
+    """
+    n = embeddings.shape[0]
+    columns = []
+    for d in range(-half_width, half_width + 1):
+        k = abs(d)
+        if k >= n:
+            columns.append(embeddings.new_zeros(n))
+            continue
+        diff = embeddings[k:] - embeddings[: n - k]  # pairs (i, i + k)
+        values = 1.0 - diff.pow(2).sum(dim=1) / 4.0
+        zeros = values.new_zeros(k)
+        # offset +k: row i pairs with i + k (rows n-k.. have none); offset -k: row i with i - k.
+        columns.append(torch.cat([values, zeros]) if d >= 0 else torch.cat([zeros, values]))
+    return torch.stack(columns, dim=1)
+
+
+def diagonal_conv(band: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Diagonal of a zero-padded 'same' 2-D cross-correlation of the SSM, from its band.
+
+    Value i needs only the K x K window around (i, i), so this costs O(T K^2) time and
+    O(T K) memory, and equals ``conv2d(S, weight, padding='same')[:, i, i]``.
+
+    Parameters
+    ----------
+    band : torch.Tensor, shape (T, 2 * (K - 1) + 1)
+        Output of :func:`ssm_band` with ``half_width = K - 1``.
+    weight : torch.Tensor, shape (C, 1, K, K)
+        Odd-sized kernels.
+    bias : torch.Tensor, shape (C,)
+
+    Returns
+    -------
+    torch.Tensor, shape (T, C)
+    """
+    n_kernels, _, size, _ = weight.shape
+    half = (size - 1) // 2
+    n = band.shape[0]
+    padded = F.pad(band, (0, 0, half, half))  # rows outside the track are zero
+    out = bias.expand(n, n_kernels)
+    for a in range(size):
+        # Kernel row a reads SSM row i + a - half; kernel column b sits at offset d = b - a.
+        rows = padded[a: a + n, 2 * half - a: 2 * half - a + size]
+        out = out + rows @ weight[:, 0, a, :].T
+    return out
+
+
+def checkerboard_kernel(half: int, sigma: float) -> np.ndarray:
+    """Gaussian-tapered checkerboard kernel (Foote), centre row and column zero.
+
+    Parameters
+    ----------
+    half : int
+        Half-size L; the kernel is (2L + 1) x (2L + 1).
+    sigma : float > 0
+        Gaussian taper (in cells).
+
+    Returns
+    -------
+    np.ndarray, shape (2L + 1, 2L + 1)
+        ``sign(m) sign(n) exp(-(m^2 + n^2) / (2 sigma^2))``, positive on the two
+        within-segment quadrants.
+    """
+    m = np.arange(-half, half + 1)
+    sign = np.sign(m)
+    gauss = np.exp(-(m[:, None] ** 2 + m[None, :] ** 2) / (2.0 * sigma ** 2))
+    return sign[:, None] * sign[None, :] * gauss
+
+
+class NoveltyHead(nn.Module):
+    """K learnable kernels along the SSM's diagonal, a 1x1 combination and a sigmoid.
+
+    Parameters
+    ----------
+    config : ModelConfig
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        size = config.kernel_size
+        self.kernels = nn.Conv2d(1, config.kernel_count, kernel_size=size, padding="same")
+        self.combine = nn.Conv2d(config.kernel_count, 1, kernel_size=1)
+        if config.kernel_init == "checkerboard":
+            init = np.stack([0.05 * checkerboard_kernel(config.kernel_half_patches,
+                                                        config.kernel_sigma_steps - k)
+                             for k in range(config.kernel_count)])[:, None]
+            with torch.no_grad():
+                self.kernels.weight.copy_(torch.from_numpy(init).float())
+        if config.freeze_kernels:
+            self.kernels.weight.requires_grad_(False)
+
+    @property
+    def size(self) -> int:
+        return int(self.kernels.weight.shape[-1])
+
+    def _combine(self, responses: torch.Tensor) -> torch.Tensor:
+        w = self.combine.weight[0, :, 0, 0]
+        return torch.sigmoid(responses @ w + self.combine.bias[0])
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Novelty curve from embeddings, computed on the SSM's diagonal band only.
+
+        Parameters
+        ----------
+        embeddings : torch.Tensor, shape (T, E)
+
+        Returns
+        -------
+        torch.Tensor, shape (T,)
+            Boundary probability of each patch.
+        """
+        band = ssm_band(embeddings, self.size - 1)
+        return self._combine(diagonal_conv(band, self.kernels.weight, self.kernels.bias))
+
+    def forward_full(self, ssm: torch.Tensor) -> torch.Tensor:
+        """Reference path of the author: convolve the whole T x T SSM, take the diagonal.
+
+        O(T^2 K^2) time and O(T^2 K) memory; kept for tests and benchmarks.
+
+        Parameters
+        ----------
+        ssm : torch.Tensor, shape (T, T)
+
+        Returns
+        -------
+        torch.Tensor, shape (T,)
+        """
+        maps = self.kernels(ssm[None, None])[0]  # (K, T, T)
+        return self._combine(torch.diagonal(maps, dim1=1, dim2=2).T)
+
+
+class SSMNet(nn.Module):
+    """The whole model: patches -> embeddings -> (SSM, novelty).
+
+    Parameters
+    ----------
+    config : ModelConfig
+        Stored as ``self.config``; saved in every checkpoint.
+    """
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ModelConfig()
+        self.encoder = PatchEncoder(self.config)
+        self.novelty = NoveltyHead(self.config)
+
+    def embed(self, patches: torch.Tensor) -> torch.Tensor:
+        """(T, n_mels, patch_steps) patches -> (T, 128) unit-norm embeddings."""
+        return self.encoder(patches)
+
+    def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings and novelty of one track.
+
+        Parameters
+        ----------
+        patches : torch.Tensor, shape (T, n_mels, patch_steps)
+
+        Returns
+        -------
+        embeddings : torch.Tensor, shape (T, 128)
+            Use :func:`cosine_ssm` for the T x T SSM when needed (training, plots).
+        novelty : torch.Tensor, shape (T,)
+        """
+        embeddings = self.encoder(patches)
+        return embeddings, self.novelty(embeddings)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+

@@ -1,0 +1,164 @@
+"""The ``learned_ssm`` algorithm module for MSAF.
+
+MSAF looks algorithms up as attributes of ``msaf.algorithms``; a module there has
+``Segmenter``, ``config``, ``algo_id``, ``is_boundary_type`` and ``is_label_type``.
+:func:`msaf_learned_ssm.register` puts this module there.
+
+How boundary times reach MSAF
+-----------------------------
+MSAF computes its own features (``feature=``, default ``"pcp"`` on estimated beats) for
+every track and turns the frame indices a Segmenter returns into times with those
+features' ``frame_times``. This Segmenter computes its boundaries in seconds from its own
+front-end, then returns, for each boundary, the index whose MSAF time stamp is nearest.
+
+* ``framesync=True``: the returned times are within one MSAF frame (1024 / 22050 s,
+  about 46 ms) of the model's own.
+* beat-synchronous (MSAF's default): each boundary moves to the nearest estimated beat.
+  MSAF stamps beat-synchronous frame i with the time of beat i + 1; matching on those
+  stamps (not on the beat grid) keeps the returned times on the nearest beat instead of
+  one beat late.
+* ``feature="learned_ssm"`` selects :class:`msaf_learned_ssm.msaf_features.LearnedSSMGrid`,
+  a cheap feature that spares MSAF computing PCP/MFCC the model does not use; with
+  ``framesync=True`` it also skips beat tracking. MSAF needs *some* feature object per
+  track (its length and time stamps), so that part cannot be avoided.
+
+Parallel collection mode
+------------------------
+``msaf.process(folder, n_jobs=2)`` runs tracks in joblib workers, which import a fresh
+MSAF that has never heard of this plugin. ``config["ssm_plugin"]`` is a
+:class:`PluginTag`, a ``str`` subclass defined in this package: unpickling the config in a
+worker imports ``msaf_learned_ssm``, which registers the algorithm there. It is still a
+plain string for JSON (MSAF writes the config into the estimation JAMS and matches it at
+evaluation). Keep it when you build your own config (start from a copy of this module's
+``config``).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from msaf.algorithms.interface import SegmenterInterface
+
+from .config import PeakConfig
+
+
+class PluginTag(str):
+    """A string whose unpickling imports (and so registers) ``msaf_learned_ssm``."""
+
+
+algo_id = "learned_ssm"
+is_boundary_type = True
+is_label_type = True
+
+#: Algorithm settings. Every value is JSON-serialisable (MSAF stores it in the estimation
+#: JAMS). Keys are prefixed with ``ssm_`` so they never clash with another algorithm's.
+config: dict[str, Any] = {
+    "ssm_plugin": PluginTag("msaf_learned_ssm"),
+    # "default" (the shipped model) or a path to a model file.
+    "ssm_model": "default",
+    # "auto" (CUDA when available), "cpu", "cuda".
+    "ssm_device": "auto",
+    "ssm_peak_mean_half_sec": 10.0,
+    "ssm_peak_distance_sec": 7.0,
+    "ssm_peak_threshold": 1.35,
+    # Labels: how similar (mean learned SSM, in [0, 1]) two segments must be to share a
+    # label; "auto" picks it per track from the similarity distribution.
+    "ssm_label_threshold": "auto",
+}
+
+_LOCK = threading.Lock()
+_ANALYZERS: dict[tuple[str, str], Any] = {}
+
+
+def get_analyzer(model: str = "default", device: str = "auto"):
+    """A cached :class:`~msaf_learned_ssm.inference.Analyzer` for (model, device).
+
+    Loaded once per process, so batch runs pay the model loading once.
+    """
+    from .inference import Analyzer
+
+    key = (str(model), str(device))
+    with _LOCK:
+        if key not in _ANALYZERS:
+            _ANALYZERS[key] = Analyzer(None if model in (None, "default") else model, device)
+        return _ANALYZERS[key]
+
+
+def times_to_frame_indices(times: np.ndarray, frame_times: np.ndarray) -> np.ndarray:
+    """Index of the frame whose time stamp is nearest to each time.
+
+    Parameters
+    ----------
+    times : np.ndarray, shape (n,)
+        Times in seconds.
+    frame_times : np.ndarray, shape (N,)
+        Increasing time stamps of MSAF's feature frames.
+
+    Returns
+    -------
+    np.ndarray of int, shape (n,)
+    """
+    times = np.asarray(times, dtype=float)
+    frame_times = np.asarray(frame_times, dtype=float)
+    right = np.clip(np.searchsorted(frame_times, times), 1, len(frame_times) - 1)
+    left = right - 1
+    nearer_left = np.abs(times - frame_times[left]) <= np.abs(frame_times[right] - times)
+    return np.where(nearer_left, left, right).astype(int)
+
+
+def boundaries_to_msaf_indices(inner_times: np.ndarray, frame_times: np.ndarray) -> np.ndarray:
+    """MSAF boundary indices ``[0, ..., N - 1]`` for the inner boundary times.
+
+    Boundaries that land on the first or last frame, or on the same frame as another, are
+    merged (MSAF adds 0 and N - 1 itself).
+    """
+    n = len(frame_times)
+    idx = times_to_frame_indices(inner_times, frame_times) if len(inner_times) else []
+    idx = np.unique([i for i in idx if 0 < i < n - 1])
+    return np.concatenate([[0], idx, [n - 1]]).astype(int)
+
+
+def _peak_config(cfg: dict) -> PeakConfig:
+    return PeakConfig(mean_half_sec=float(cfg.get("ssm_peak_mean_half_sec", 10.0)),
+                      min_distance_sec=float(cfg.get("ssm_peak_distance_sec", 7.0)),
+                      threshold=float(cfg.get("ssm_peak_threshold", 1.35)))
+
+
+class Segmenter(SegmenterInterface):
+    """MSAF Segmenter running the learned SSM model on the track's audio."""
+
+    def _analysis(self):
+        analyzer = get_analyzer(self.config.get("ssm_model", "default"),
+                                self.config.get("ssm_device", "auto"))
+        analyzer_peaks = _peak_config(self.config)
+        previous, analyzer.peaks = analyzer.peaks, analyzer_peaks
+        try:
+            return analyzer.analyze(self.audio_file)
+        finally:
+            analyzer.peaks = previous
+
+    def processFlat(self):
+        """Boundaries (frame indices on MSAF's grid) and labels of the track."""
+        frame_times = np.asarray(self.features.frame_times)
+        n_frames = self.features.features.shape[0]
+        frame_times = frame_times[:n_frames]
+        analysis = None
+        if self.in_bound_idxs is None:
+            analysis = self._analysis()
+            est_idxs = boundaries_to_msaf_indices(analysis.boundaries[1:-1], frame_times)
+        else:
+            est_idxs = np.asarray(self.in_bound_idxs, dtype=int)
+        # MSAF passes in_labels=[] when it wants boundaries only from this module.
+        if "in_labels" in self.config:
+            est_labels = np.ones(len(est_idxs) - 1) * -1
+        else:
+            from .labels import label_segments
+
+            analysis = analysis or self._analysis()
+            seg_times = frame_times[np.minimum(est_idxs, n_frames - 1)]
+            est_labels = label_segments(analysis.embeddings, analysis.patch_times, seg_times,
+                                        threshold=self.config.get("ssm_label_threshold", "auto"))
+        return self._postprocess(est_idxs, est_labels)

@@ -1,0 +1,133 @@
+"""MSAF integration: registration, single-file and collection modes (also with joblib
+workers), frame mapping in frame- and beat-synchronous modes, labels, and msaf.eval."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+
+import jams
+import numpy as np
+import pytest
+
+import msaf
+import msaf_learned_ssm
+from msaf_learned_ssm import Analyzer
+from msaf_learned_ssm.msaf_plugin import (PluginTag, boundaries_to_msaf_indices,
+                                          times_to_frame_indices)
+
+from conftest import untrained_model
+
+MSAF_FRAME_SEC = msaf.config.hop_size / msaf.config.sample_rate
+
+
+def _config(model_path, feature="learned_ssm", framesync=True, labels_id=None):
+    cfg = msaf.io.get_configuration(feature, False, framesync, "learned_ssm", labels_id)
+    cfg["ssm_model"] = str(model_path)
+    cfg["ssm_device"] = "cpu"
+    cfg["features"] = None
+    return cfg
+
+
+def test_registered_as_msaf_algorithm():
+    module = msaf.algorithms.learned_ssm
+    assert "learned_ssm" in msaf.algorithms.__all__
+    assert module.is_boundary_type and module.is_label_type and module.algo_id == "learned_ssm"
+    assert issubclass(module.Segmenter, msaf.algorithms.interface.SegmenterInterface)
+    json.dumps(module.config)  # MSAF writes it into the estimation JAMS
+    assert isinstance(module.config["ssm_plugin"], PluginTag)
+    msaf_learned_ssm.register()  # idempotent
+    assert msaf.algorithms.__all__.count("learned_ssm") == 1
+    assert "learned_ssm" in msaf.base.features_registry
+
+
+def test_times_to_frame_indices_nearest():
+    frame_times = np.array([0.0, 1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(times_to_frame_indices([0.2, 0.6, 2.9, 7.0], frame_times),
+                                  [0, 1, 3, 3])
+    np.testing.assert_array_equal(boundaries_to_msaf_indices(np.array([1.1, 1.2, 2.0]),
+                                                             np.arange(6.0)), [0, 1, 2, 5])
+
+
+def test_single_file_framesync_within_one_frame(planted_track, untrained_model_path):
+    path, _ = planted_track
+    own = Analyzer(untrained_model_path, "cpu").analyze(path).boundaries
+    times, labels = msaf.process(str(path), feature="learned_ssm", framesync=True,
+                                 boundaries_id="learned_ssm", labels_id=None,
+                                 config=_config(untrained_model_path))
+    inner_msaf, inner_own = times[1:-1], own[1:-1]
+    # MSAF adds a boundary at its last frame (just before the end): ignore it.
+    inner_msaf = inner_msaf[inner_msaf < times[-1] - 2 * MSAF_FRAME_SEC]
+    assert len(inner_msaf) == len(inner_own)
+    assert np.abs(inner_msaf - inner_own).max() <= MSAF_FRAME_SEC
+    assert len(labels) == len(times) - 1
+
+
+def test_beatsync_snaps_to_nearest_beat_not_one_late(planted_track, untrained_model_path):
+    path, _ = planted_track
+    own = Analyzer(untrained_model_path, "cpu").analyze(path).boundaries[1:-1]
+    cfg = _config(untrained_model_path, feature="pcp", framesync=False)
+    times, _ = msaf.process(str(path), boundaries_id="learned_ssm", labels_id=None, config=cfg)
+    features = msaf.features.PCP(msaf.io.FileStruct(str(path)),
+                                 msaf.base.FeatureTypes.est_beatsync)
+    features.file_struct.features_file = msaf.config.features_tmp_file
+    stamps = features.frame_times
+    for t in own:
+        nearest = stamps[np.argmin(np.abs(stamps - t))]
+        assert np.any(np.isclose(times, nearest)), (t, nearest, times)
+
+
+def test_learned_labels_on_planted_sections(planted_track, untrained_model_path):
+    path, planted = planted_track
+    times, labels = msaf.process(str(path), feature="learned_ssm", framesync=True,
+                                 boundaries_id="learned_ssm", labels_id="learned_ssm",
+                                 config=_config(untrained_model_path, labels_id="learned_ssm"))
+    assert len(labels) == len(times) - 1
+    assert len(np.unique(labels)) >= 2
+
+
+@pytest.fixture()
+def collection(tmp_path, planted_track):
+    """An MSAF dataset folder: audio/ with two tracks, references/ with their JAMS."""
+    path, planted = planted_track
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "references").mkdir()
+    for name in ("one", "two"):
+        shutil.copy(path, tmp_path / "audio" / f"{name}.wav")
+        jam = jams.JAMS()
+        jam.file_metadata.duration = float(planted[-1])
+        ann = jams.Annotation(namespace="segment_open", duration=float(planted[-1]))
+        for start, end, label in zip(planted[:-1], planted[1:], "ABCDBADC"):
+            ann.append(time=float(start), duration=float(end - start), value=label)
+        jam.annotations.append(ann)
+        jam.save(str(tmp_path / "references" / f"{name}.jams"))
+    return tmp_path
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_collection_mode_and_eval(collection, untrained_model_path, n_jobs):
+    cfg = _config(untrained_model_path)
+    results = msaf.process(str(collection), feature="learned_ssm", framesync=True,
+                           boundaries_id="learned_ssm", labels_id=None, n_jobs=n_jobs,
+                           config=cfg)
+    assert len(results) == 2
+    for times, labels in results:
+        assert times[0] == 0 and len(labels) == len(times) - 1
+    refs = sorted((collection / "references").iterdir())
+    before = [p.read_bytes() for p in refs]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scores = msaf.eval.process(str(collection), boundaries_id="learned_ssm", labels_id=None,
+                                   feature="learned_ssm", framesync=True, n_jobs=n_jobs,
+                                   config=_config(untrained_model_path))
+    assert len(scores) == 2
+    assert scores["HitRate_3F"].mean() > 0.5
+    assert [p.read_bytes() for p in refs] == before  # references untouched
+
+
+def test_untrained_model_module_default_is_json_safe():
+    # The config MSAF stores must round-trip through JSON with the same values.
+    cfg = dict(msaf.algorithms.learned_ssm.config)
+    assert json.loads(json.dumps(cfg)) == cfg
+    assert untrained_model() is not None
