@@ -132,6 +132,33 @@ def extract_patches(steps: np.ndarray, step_times: np.ndarray, half_steps: int, 
     return np.ascontiguousarray(patches.transpose(1, 0, 2)), step_times[centres]
 
 
+def compute_steps(y: np.ndarray, config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised log-mel averaged into steps (the part worth caching for training).
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_samples,)
+        Mono audio at ``config.sample_rate``.
+
+    Returns
+    -------
+    steps : np.ndarray, shape (n_mels, n_steps), float32
+    step_times : np.ndarray, shape (n_steps,)
+        Time of each step (s).
+    """
+    mel = standardize_bands(log_mel(y, config))
+    steps, step_times = average_steps(mel, config.frames_per_step, config.frame_sec)
+    return steps.astype(np.float32, copy=False), step_times
+
+
+def patches_from_steps(steps: np.ndarray, step_times: np.ndarray, duration: float,
+                       config: ModelConfig) -> Patches:
+    """Cut the model's patches out of :func:`compute_steps`' output."""
+    data, times = extract_patches(steps, step_times, config.patch_half_steps,
+                                  config.patch_hop_steps)
+    return Patches(data.astype(np.float32, copy=False), times, duration)
+
+
 def compute_patches(y: np.ndarray, config: ModelConfig) -> Patches:
     """Full front-end: mono audio to standardised log-mel patches and their times.
 
@@ -145,9 +172,15 @@ def compute_patches(y: np.ndarray, config: ModelConfig) -> Patches:
     Patches
         Possibly with zero patches when the audio is shorter than one patch (~3.8 s).
     """
-    duration = len(y) / config.sample_rate
-    mel = standardize_bands(log_mel(y, config))
-    steps, step_times = average_steps(mel, config.frames_per_step, config.frame_sec)
-    data, times = extract_patches(steps, step_times, config.patch_half_steps,
-                                  config.patch_hop_steps)
-    return Patches(data.astype(np.float32, copy=False), times, duration)
+    steps, step_times = compute_steps(y, config)
+    return patches_from_steps(steps, step_times, len(y) / config.sample_rate, config)
+
+
+#: Settings that change the features (the key of feature caches).
+FRONTEND_FIELDS = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmax", "log_gamma",
+                   "step_target_sec")
+
+
+def frontend_settings(config: ModelConfig) -> dict:
+    """The front-end part of a config (what a feature cache must match)."""
+    return {name: getattr(config, name) for name in FRONTEND_FIELDS}

@@ -1,0 +1,1 @@
+"""Training SSM-Net on JAMS corpora: ground-truth targets, joint loss, training loop."""

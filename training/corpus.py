@@ -1,0 +1,176 @@
+"""Training corpora in MSAF layout (``audio/``, ``references/*.jams``) and a feature cache.
+
+The cache stores each track's standardised log-mel steps (not the patches, 25x smaller),
+keyed by the audio file's content and the front-end settings, written atomically and
+checked when read: a corrupt entry is rebuilt, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence, Union
+
+import numpy as np
+
+from msaf_learned_ssm.audio import load_audio
+from msaf_learned_ssm.config import ModelConfig
+from msaf_learned_ssm.errors import AnnotationError, LearnedSSMError
+from msaf_learned_ssm.features import (Patches, compute_steps, frontend_settings,
+                                       patches_from_steps)
+
+PathLike = Union[str, os.PathLike]
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".aif", ".aiff", ".m4a")
+
+
+@dataclass(frozen=True)
+class Track:
+    """One training track: id (file stem), audio file and reference JAMS."""
+
+    track_id: str
+    audio: Path
+    reference: Path
+
+
+def find_tracks(corpus_dir: PathLike, ids: Optional[Iterable[str]] = None) -> list[Track]:
+    """Tracks of an MSAF-layout corpus that have both audio and a reference JAMS.
+
+    Parameters
+    ----------
+    corpus_dir : path
+        Folder with ``audio/`` and ``references/``.
+    ids : iterable of str, optional
+        Keep only these track ids (file stems); an id with no audio is an error.
+
+    Raises
+    ------
+    AnnotationError
+        The folder layout is wrong, or a requested id is missing.
+    """
+    corpus_dir = Path(corpus_dir)
+    audio_dir, ref_dir = corpus_dir / "audio", corpus_dir / "references"
+    for folder in (audio_dir, ref_dir):
+        if not folder.is_dir():
+            raise AnnotationError(f"{corpus_dir}: not an MSAF corpus (missing {folder.name}/)")
+    tracks, no_reference = {}, []
+    for audio in sorted(audio_dir.iterdir()):
+        if audio.suffix.lower() not in AUDIO_EXTENSIONS or audio.name.startswith("."):
+            continue
+        reference = ref_dir / f"{audio.stem}.jams"
+        if reference.is_file():
+            tracks[audio.stem] = Track(audio.stem, audio, reference)
+        else:
+            no_reference.append(audio.name)
+    if no_reference:
+        warnings.warn(f"{corpus_dir}: {len(no_reference)} audio files have no reference JAMS "
+                      f"and are not used (e.g. {', '.join(no_reference[:3])})")
+    if ids is not None:
+        ids = [str(i).strip() for i in ids if str(i).strip()]
+        missing = [i for i in ids if i not in tracks]
+        if missing:
+            raise AnnotationError(f"{corpus_dir}: {len(missing)} requested tracks are missing "
+                                  f"(e.g. {', '.join(missing[:5])})")
+        return [tracks[i] for i in ids]
+    return list(tracks.values())
+
+
+def read_id_list(path: PathLike) -> list[str]:
+    """Track ids of a split file (one per line; blank lines and ``#`` comments ignored)."""
+    lines = Path(path).read_text().splitlines()
+    return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+
+
+def split_tracks(tracks: Sequence[Track], fraction: float, seed: int = 0
+                 ) -> tuple[list[Track], list[Track]]:
+    """Seeded split into (train, validation), ``fraction`` of the tracks in validation."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+    order = np.random.default_rng(seed).permutation(len(tracks))
+    n_val = max(1, int(round(fraction * len(tracks))))
+    val = sorted(order[:n_val])
+    train = sorted(order[n_val:])
+    return [tracks[i] for i in train], [tracks[i] for i in val]
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:32]
+
+
+class FeatureCache:
+    """Cache of :func:`~msaf_learned_ssm.features.compute_steps` per audio file.
+
+    Parameters
+    ----------
+    cache_dir : path or None
+        Where entries live; None disables caching.
+    config : ModelConfig
+        Its front-end settings are part of every key.
+    """
+
+    def __init__(self, cache_dir: Optional[PathLike], config: ModelConfig) -> None:
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.config = config
+        settings = json.dumps(frontend_settings(config), sort_keys=True)
+        self._settings_key = hashlib.sha256(settings.encode()).hexdigest()[:12]
+        if self.cache_dir is not None:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, audio: PathLike) -> Path:
+        assert self.cache_dir is not None
+        return self.cache_dir / f"{_file_digest(Path(audio))}-{self._settings_key}.npz"
+
+    def _read(self, path: Path) -> Optional[tuple[np.ndarray, np.ndarray, float]]:
+        try:
+            with np.load(path) as data:
+                steps, times = data["steps"], data["step_times"]
+                duration = float(data["duration"])
+            if steps.ndim != 2 or steps.shape[0] != self.config.n_mels \
+                    or times.shape != (steps.shape[1],) or not np.isfinite(steps).all():
+                raise ValueError("unexpected shapes or values")
+            return steps, times, duration
+        except Exception as exc:  # any failure means a corrupt entry: rebuild it
+            warnings.warn(f"{path}: corrupt feature cache entry ({exc}); recomputing")
+            return None
+
+    def _write(self, path: Path, steps: np.ndarray, times: np.ndarray, duration: float) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(handle, steps=steps, step_times=times, duration=duration)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def steps(self, audio: PathLike) -> tuple[np.ndarray, np.ndarray, float]:
+        """(steps (n_mels, n_steps), step_times (n_steps,), duration s) of ``audio``."""
+        path = self.path_for(audio) if self.cache_dir is not None else None
+        if path is not None and path.is_file():
+            cached = self._read(path)
+            if cached is not None:
+                return cached
+        y = load_audio(audio, self.config.sample_rate)
+        steps, times = compute_steps(y, self.config)
+        duration = len(y) / self.config.sample_rate
+        if path is not None:
+            self._write(path, steps, times, duration)
+        return steps, times, duration
+
+    def patches(self, audio: PathLike) -> Patches:
+        """The model's input patches for ``audio``."""
+        steps, times, duration = self.steps(audio)
+        return patches_from_steps(steps, times, duration, self.config)
+
+
+__all__ = ["FeatureCache", "Track", "find_tracks", "read_id_list", "split_tracks",
+           "LearnedSSMError"]
