@@ -1,0 +1,95 @@
+"""Convert interval lists (``start end label``: ``.lab`` and ``.csv``) to JAMS.
+
+- ``.lab`` (MIREX / Isophonics): ``<start> <end> <label>`` per line, separated by spaces
+  or tabs; the label is the rest of the line and may contain spaces.
+- ``.csv``: ``start,end,label`` per row (RFC 4180 quoting, so labels may hold commas);
+  an optional header row is recognised by its first field not being a number.
+
+Blank lines and ``#`` comments are skipped. Intervals are validated as they are
+(no repair): they must be sorted and not overlap.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import jams
+import numpy as np
+
+from msaf_learned_ssm.errors import AnnotationError
+
+from ._text import parse_time, read_lines
+from .segments import segments_to_jams
+
+__all__ = ["lab_to_jams", "csv_to_jams"]
+
+_LAB_LINE = re.compile(r"^(\S+)[ \t]+(\S+)[ \t]+(.*\S)\s*$")
+
+
+def _to_jams(rows, path, duration, namespace):
+    intervals = np.array([[s, e] for s, e, _ in rows], dtype=float).reshape(-1, 2)
+    labels = [lab for _, _, lab in rows]
+    if not rows:
+        raise AnnotationError(f"{path}: no segments")
+    dur = float(duration) if duration is not None else float(intervals[:, 1].max())
+    return segments_to_jams(
+        intervals, labels, dur, namespace=namespace, source=str(path),
+        sandbox={"source_file": Path(path).name},
+    )
+
+
+def lab_to_jams(
+    path: str | Path, duration: float | None = None, namespace: str = "segment_open"
+) -> jams.JAMS:
+    """Convert a whitespace-separated ``start end label`` file to a JAMS.
+
+    Parameters
+    ----------
+    path : str or Path
+    duration : float or None
+        Track duration in seconds; None uses the last end time.
+    namespace : str
+        Target namespace.
+
+    Returns
+    -------
+    jams.JAMS
+
+    Raises
+    ------
+    AnnotationError
+        A line that is not ``<start> <end> <label>``, a time that is not a number, or
+        invalid segments; the message names the file and the line or segment.
+    """
+    path = Path(path)
+    rows = []
+    for lineno, text in read_lines(path):
+        m = _LAB_LINE.match(text)
+        if m is None:
+            raise AnnotationError(f"{path}:{lineno}: expected '<start> <end> <label>', got {text!r}")
+        rows.append((parse_time(m.group(1), path, lineno), parse_time(m.group(2), path, lineno), m.group(3)))
+    return _to_jams(rows, path, duration, namespace)
+
+
+def csv_to_jams(
+    path: str | Path, duration: float | None = None, namespace: str = "segment_open"
+) -> jams.JAMS:
+    """Convert a ``start,end,label`` CSV file to a JAMS (see :func:`lab_to_jams`)."""
+    path = Path(path)
+    lines = read_lines(path)
+    rows = []
+    for k, (lineno, text) in enumerate(lines):
+        fields = next(csv.reader(io.StringIO(text), skipinitialspace=True))
+        if len(fields) < 3:
+            raise AnnotationError(f"{path}:{lineno}: expected 'start,end,label', got {text!r}")
+        if k == 0:
+            try:
+                float(fields[0])
+            except ValueError:
+                continue  # header row
+        label = ",".join(fields[2:]).strip()
+        rows.append((parse_time(fields[0].strip(), path, lineno), parse_time(fields[1].strip(), path, lineno), label))
+    return _to_jams(rows, path, duration, namespace)
