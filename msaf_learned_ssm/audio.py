@@ -14,14 +14,44 @@ from .errors import AudioLoadError
 PathLike = Union[str, os.PathLike]
 
 
+def _soundfile_reason(exc: Exception, path: Path) -> str:
+    """libsndfile's reason without the path it repeats, nor its misleading guesses.
+
+    libsndfile reports a file it cannot parse at all (a text file, a few bytes of an mp3)
+    as "File does not exist or is not a regular file (possibly a pipe?)"; the file has
+    already been checked to exist, so that text is replaced by what it really means.
+    """
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = text.replace(f"Error opening {str(path)!r}: ", "").replace(f"{path}: ", "")
+    if "does not exist or is not a regular file" in text:
+        text = "unrecognised or damaged file"
+    return text.rstrip(".")
+
+
+def _audioread_reason(exc: Exception) -> str:
+    """audioread's reason; its NoBackendError has an empty message."""
+    if type(exc).__name__ == "NoBackendError":
+        return "no backend (ffmpeg, GStreamer...) could decode it"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _decode(path: Path) -> tuple[np.ndarray, int]:
-    """Decode ``path`` to float32 samples (channels, samples) and its native rate."""
+    """Decode ``path`` to float32 samples (channels, samples) and its native rate.
+
+    Raises
+    ------
+    AudioLoadError
+        Neither libsndfile nor audioread can decode the file. Decoders raise many types
+        (``soundfile.LibsndfileError``, ``RuntimeError``, audioread's ``NoBackendError``,
+        ``EOFError``...); all become one error that names the file.
+    """
     import soundfile as sf
 
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
         return data.T, int(sr)
-    except Exception as sf_error:  # libsndfile could not read it: try audioread (mp3, m4a...)
+    except Exception as sf_error:  # libsndfile could not read it: try audioread (m4a...)
         import librosa
 
         try:
@@ -31,8 +61,9 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
                 y, sr = librosa.load(str(path), sr=None, mono=False, dtype=np.float32)
         except Exception as ar_error:
             raise AudioLoadError(
-                f"{path}: cannot decode audio (soundfile: {sf_error}; audioread: "
-                f"{type(ar_error).__name__}: {ar_error})") from ar_error
+                f"{path}: cannot decode audio: not a supported audio format, or a corrupt "
+                f"or truncated file (soundfile: {_soundfile_reason(sf_error, path)}; "
+                f"audioread: {_audioread_reason(ar_error)})") from ar_error
         return np.atleast_2d(y), int(sr)
 
 

@@ -17,7 +17,6 @@ import os
 import pickle
 import re
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Union
 
@@ -56,6 +55,27 @@ def atomic_torch_save(obj: Any, path: PathLike) -> None:
         raise
 
 
+def _first_sentence(exc: BaseException) -> str:
+    """``Type: first sentence`` of an exception (torch's messages run for paragraphs)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = text.split(". ")[0].rstrip(".")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _refusal_reason(exc: BaseException) -> str:
+    """What the weights-only unpickler refused (e.g. ``unsupported GLOBAL posix.system``).
+
+    torch's message also suggests retrying with ``weights_only=False``; that advice is
+    not repeated to users, since following it would run the file's code.
+    """
+    skip = ("weights only load failed", "check the documentation", "please file an issue")
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if line and not line.lower().startswith(skip):
+            return line.replace("WeightsUnpickler error: ", "").rstrip(".")
+    return "unsupported pickle content"
+
+
 def read_checkpoint(path: PathLike) -> dict[str, Any]:
     """Read a checkpoint file safely (``weights_only=True``), tensors on the CPU.
 
@@ -73,14 +93,17 @@ def read_checkpoint(path: PathLike) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{path}: refused to load: the file holds Python objects other than tensors and "
-            f"plain values, which could run code ({first})") from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        if "weights only load failed" in str(exc).lower():
+            raise CheckpointError(
+                f"{path}: refused to load: the file holds Python objects other than tensors "
+                f"and plain values, which could run code ({_refusal_reason(exc)})") from None
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-                              ) from exc
+                              f"({_first_sentence(exc)})") from exc
+    except Exception as exc:
+        # torch.load on a damaged or foreign file raises many types (RuntimeError from the
+        # zip reader, EOFError, KeyError for a text file read as a legacy pickle...).
+        raise CheckpointError(f"{path}: corrupt, truncated or not a checkpoint file "
+                              f"({_first_sentence(exc)})") from exc
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a dictionary of tensors, got {type(data).__name__}")
     return data
@@ -149,6 +172,9 @@ def model_from_checkpoint_data(data: Mapping[str, Any], source: str = "<checkpoi
         except (ConfigError, TypeError) as exc:
             raise CheckpointError(f"{source}: invalid model config: {exc}") from exc
         state_dict = data["state_dict"]
+        if not isinstance(state_dict, Mapping) or not all(
+                torch.is_tensor(v) for v in state_dict.values()):
+            raise CheckpointError(f"{source}: 'state_dict' is not a dictionary of tensors")
         meta = {k: v for k, v in data.items() if k not in ("state_dict", "optimizer")}
     else:
         raise CheckpointError(f"{source}: not an SSM-Net checkpoint (keys: "

@@ -19,6 +19,12 @@ def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one ``warning:`` line (the default format shows a library's source line,
+    e.g. torch's decorator, which means nothing to a user)."""
+    click.echo(f"warning: {message}", err=True)
+
+
 def _output_path(out: Optional[str], audio: str, n_files: int, suffix: str) -> Optional[Path]:
     """Where to write the output of ``audio``: ``out`` itself for one file, or
     ``out/<stem><suffix>`` when ``out`` is a folder (required for several files)."""
@@ -64,7 +70,6 @@ def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mea
             peak_distance_sec, peak_threshold, fail_fast) -> None:
     """Print the boundaries (s) of each AUDIO file, and write them with -o."""
     from .inference import Analyzer
-    from .labels import label_segments
 
     try:
         peaks = PeakConfig(peak_mean_half_sec, peak_distance_sec, peak_threshold)
@@ -75,33 +80,65 @@ def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mea
     if reference is not None and len(audio) > 1:
         raise click.UsageError("--reference works with one audio file")
     suffix = ".csv" if (output or "").lower().endswith(".csv") or fmt == "csv" else ".jams"
-    failed, start = [], time.perf_counter()
-    for path, result in analyzer.analyze_many(audio):
-        try:
-            if isinstance(result, Exception):
-                raise result
-            seg_labels = (label_segments(result.embeddings, result.patch_times,
-                                         result.boundaries) if labels else None)
-            click.echo(f"{path}\t" + " ".join(f"{b:.3f}" for b in result.boundaries))
-            out_path = _output_path(output, path, len(audio), suffix)
-            if out_path is not None:
-                _write_output(out_path, result, seg_labels, analyzer)
-            plot_path = _output_path(plot, path, len(audio), ".png")
-            if plot_path is not None:
-                from .plotting import plot_analysis
+    if output is not None:
+        from jams_adapters.io import REFERENCES_DIR, is_reference_path
 
-                ref = _reference_boundaries(reference) if reference else None
-                plot_analysis(result, plot_path, ref)
-        except LearnedSSMError as exc:
-            failed.append(path)
-            _fail(str(exc))
-            if fail_fast:
-                break
-    n_done = len(audio) - len(failed)
+        # Checked once, before any work: a run that would write into a references/
+        # folder (human annotations, MSAF layout) is refused as a whole.
+        first = _output_path(output, audio[0], len(audio), suffix)
+        if is_reference_path(first):
+            _fail(f"{output}: refusing to write outputs into a '{REFERENCES_DIR}' folder "
+                  "(reference annotations are never modified); choose another -o")
+            sys.exit(2)
+    failed, n_done, start = [], 0, time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        for path, result in analyzer.analyze_many(audio):
+            if not _segment_one(path, result, analyzer, output, plot, reference, labels,
+                                suffix, len(audio)):
+                failed.append(path)
+                if fail_fast:
+                    break
+            else:
+                n_done += 1
+    n_skipped = len(audio) - n_done - len(failed)  # not attempted after --fail-fast
     click.echo(f"segmented {n_done}/{len(audio)} files in {time.perf_counter() - start:.1f} s"
-               + (f"; {len(failed)} failed" if failed else ""), err=True)
+               + (f"; {len(failed)} failed" if failed else "")
+               + (f"; {n_skipped} not processed (--fail-fast)" if n_skipped else ""), err=True)
     if failed:
         sys.exit(1)
+
+
+def _segment_one(path: str, result, analyzer, output: Optional[str], plot: Optional[str],
+                 reference: Optional[str], labels: bool, suffix: str, n_files: int) -> bool:
+    """Print and write the result of one file; False (after one ``error:`` line) if it failed."""
+    from .labels import label_segments
+
+    try:
+        if isinstance(result, Exception):
+            raise result
+        seg_labels = (label_segments(result.embeddings, result.patch_times,
+                                     result.boundaries) if labels else None)
+        click.echo(f"{path}\t" + " ".join(f"{b:.3f}" for b in result.boundaries))
+        out_path = _output_path(output, path, n_files, suffix)
+        if out_path is not None:
+            _write_output(out_path, result, seg_labels, analyzer)
+        plot_path = _output_path(plot, path, n_files, ".png")
+        if plot_path is not None:
+            from .plotting import plot_analysis
+
+            ref = _reference_boundaries(reference) if reference else None
+            plot_analysis(result, plot_path, ref)
+        return True
+    except (LearnedSSMError, OSError) as exc:
+        # OSError: an output could not be written (permissions, full disk, a file where a
+        # folder is expected); the batch goes on like for a bad input.
+        message = str(exc) if isinstance(exc, LearnedSSMError) else \
+            f"cannot write output ({type(exc).__name__}: {exc})"
+        # One line per failed file, naming the input even when the error is about an
+        # output file.
+        _fail(message if path in message else f"{path}: {message}")
+        return False
 
 
 def _reference_boundaries(path: str) -> np.ndarray:
@@ -114,6 +151,7 @@ def _reference_boundaries(path: str) -> np.ndarray:
 def _write_output(out_path: Path, result, seg_labels, analyzer) -> None:
     from .fileio import atomic_write_text, segments_csv
 
+    out_path.parent.mkdir(parents=True, exist_ok=True)  # -o out_dir/ may not exist yet
     if out_path.suffix.lower() == ".csv":
         atomic_write_text(out_path, segments_csv(result.boundaries, seg_labels))
         return
@@ -170,10 +208,14 @@ def train(corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, attent
     from .config import ModelConfig
 
     try:
-        tracks = find_tracks(corpus_dir, read_id_list(train_ids) if train_ids else None)
+        # Ids of a split file whose song could not be converted or rendered are reported
+        # (warning) and left out, not silently dropped.
+        tracks = find_tracks(corpus_dir, read_id_list(train_ids) if train_ids else None,
+                             allow_missing=True)
         if val_dir or val_ids:
             val_tracks = find_tracks(val_dir or corpus_dir,
-                                     read_id_list(val_ids) if val_ids else None)
+                                     read_id_list(val_ids) if val_ids else None,
+                                     allow_missing=True)
         else:
             tracks, val_tracks = split_tracks(tracks, val_split or 0.1, seed)
         overlap = {t.audio for t in tracks} & {t.audio for t in val_tracks}

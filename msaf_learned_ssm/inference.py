@@ -194,6 +194,9 @@ class Analyzer:
         y = np.asarray(y, dtype=np.float32)
         if y.ndim != 1 or not np.all(np.isfinite(y)):
             raise ConfigError("audio must be a 1-D array of finite samples")
+        if y.size == 0:
+            # An empty signal has no duration to segment (a file's 0 samples: AudioLoadError).
+            raise ConfigError("audio holds no samples")
         sr = sample_rate or self.config.sample_rate
         if sr != self.config.sample_rate:
             import librosa
@@ -206,7 +209,13 @@ class Analyzer:
         Raises
         ------
         AudioLoadError
-            The file is missing or not decodable audio.
+            The file is missing, a directory, not decodable audio, holds no samples, or
+            holds NaN or infinite samples.
+
+        Warns
+        -----
+        ShortAudioWarning
+            Audio shorter than the novelty kernel, or silent: one segment is returned.
         """
         return self.analyze_patches(self.patches(path), str(path))
 

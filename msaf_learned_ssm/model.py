@@ -83,8 +83,46 @@ class PatchEncoder(nn.Module):
         parts = [self.conv(chunk).flatten(1) for chunk in torch.split(x, self.conv_chunk)]
         x = torch.cat(parts) if parts else x.new_zeros((0, EMBEDDING_DIM))
         if len(self.attention) and x.shape[0]:
-            x = self.attention(x.unsqueeze(0)).squeeze(0)
+            x = x.unsqueeze(0)
+            for layer in self.attention:
+                # In eval mode, PyTorch's own fast path forms the (heads, T, T) attention
+                # weights: ~1.9 GB per layer for a 60-minute track. The fused
+                # scaled-dot-product kernel gives the same output in O(T) memory.
+                x = _encoder_layer_eval(layer, x) if not self.training else layer(x)
+            x = x.squeeze(0)
         return F.normalize(torch.tanh(x), p=2, dim=1)
+
+
+def _encoder_layer_eval(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> torch.Tensor:
+    """Eval-mode forward of a post-norm ReLU encoder layer, attention fused (no T x T matrix).
+
+    Equals ``layer(x)`` in eval mode (within float rounding, ~1e-6) without materialising
+    the attention weights: :func:`torch.nn.functional.scaled_dot_product_attention` uses a
+    flash / memory-efficient kernel on CPU and GPU. Other layer variants (pre-norm, GELU)
+    fall back to ``layer(x)``.
+
+    Parameters
+    ----------
+    layer : nn.TransformerEncoderLayer
+        With ``batch_first=True``; dropout is not applied (eval mode).
+    x : torch.Tensor, shape (B, T, E)
+
+    Returns
+    -------
+    torch.Tensor, shape (B, T, E)
+    """
+    attn = layer.self_attn
+    if (layer.norm_first or layer.activation_relu_or_gelu != 1 or not attn.batch_first
+            or not attn._qkv_same_embed_dim or attn.in_proj_bias is None):
+        return layer(x)
+    batch, length, dim = x.shape
+    heads = attn.num_heads
+    qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)  # (B, T, 3E)
+    q, k, v = qkv.view(batch, length, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+    a = F.scaled_dot_product_attention(q, k, v)  # (B, heads, T, E / heads)
+    a = attn.out_proj(a.transpose(1, 2).reshape(batch, length, dim))
+    x = layer.norm1(x + a)
+    return layer.norm2(x + layer.linear2(F.relu(layer.linear1(x))))
 
 
 def cosine_ssm(embeddings: torch.Tensor) -> torch.Tensor:
@@ -101,7 +139,7 @@ def cosine_ssm(embeddings: torch.Tensor) -> torch.Tensor:
     return 1.0 - torch.cdist(embeddings, embeddings).pow(2) / 4.0
 
 
-def ssm_band(embeddings: torch.Tensor, half_width: int) -> torch.Tensor:
+def ssm_band(embeddings: torch.Tensor, half_width: int, chunk: int = 1024) -> torch.Tensor:
     """Diagonal band of :func:`cosine_ssm`, without forming the T x T matrix.
 
     Parameters
@@ -109,6 +147,8 @@ def ssm_band(embeddings: torch.Tensor, half_width: int) -> torch.Tensor:
     embeddings : torch.Tensor, shape (T, E)
     half_width : int >= 0
         Largest diagonal offset kept.
+    chunk : int > 0
+        Rows computed at once (memory ``chunk * E * (2 * half_width + 1)`` floats).
 
     Returns
     -------
@@ -116,22 +156,28 @@ def ssm_band(embeddings: torch.Tensor, half_width: int) -> torch.Tensor:
         ``band[i, half_width + d] = S[i, i + d]``, and 0 where ``i + d`` is outside the
         track (the zero padding of a 'same' convolution). Memory O(T * half_width).
     """
-    n = embeddings.shape[0]
-    columns = []
-    for d in range(-half_width, half_width + 1):
-        k = abs(d)
-        if k >= n:
-            columns.append(embeddings.new_zeros(n))
-            continue
-        diff = embeddings[k:] - embeddings[: n - k]  # pairs (i, i + k)
-        values = 1.0 - diff.pow(2).sum(dim=1) / 4.0
-        zeros = values.new_zeros(k)
-        # offset +k: row i pairs with i + k (rows n-k.. have none); offset -k: row i with i - k.
-        columns.append(torch.cat([values, zeros]) if d >= 0 else torch.cat([zeros, values]))
-    return torch.stack(columns, dim=1)
+    n, width = embeddings.shape[0], 2 * half_width + 1
+    if n == 0:
+        return embeddings.new_zeros((0, width))
+    # A few large ops instead of one small op per offset: many tiny ops are slow when
+    # other processes compete for the cores (each op waits for all its threads).
+    padded = F.pad(embeddings, (0, 0, half_width, half_width))  # (T + 2w, E)
+    rows = []
+    for start in range(0, n, chunk):  # chunks bound memory to chunk * E * (2w + 1)
+        stop = min(n, start + chunk)
+        # windows[i, :, j] = embeddings[start + i + j - w] (zero rows outside the track).
+        windows = padded[start: stop + 2 * half_width].unfold(0, width, 1)
+        diff = windows - embeddings[start:stop, :, None]
+        rows.append(1.0 - diff.pow(2).sum(dim=1) / 4.0)
+    band = torch.cat(rows)
+    # Pairs outside the track are 0 (the zero padding of a 'same' convolution).
+    partner = torch.arange(n, device=band.device)[:, None] + torch.arange(
+        -half_width, half_width + 1, device=band.device)
+    return band.masked_fill((partner < 0) | (partner >= n), 0.0)
 
 
-def diagonal_conv(band: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def diagonal_conv(band: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                  chunk: int = 512) -> torch.Tensor:
     """Diagonal of a zero-padded 'same' 2-D cross-correlation of the SSM, from its band.
 
     Value i needs only the K x K window around (i, i), so this costs O(T K^2) time and
@@ -144,6 +190,9 @@ def diagonal_conv(band: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) 
     weight : torch.Tensor, shape (C, 1, K, K)
         Odd-sized kernels.
     bias : torch.Tensor, shape (C,)
+    chunk : int > 0
+        Rows whose K x K windows are gathered at once (``chunk * K^2`` floats, 4 MB with
+        the defaults), so the memory stays O(T K) for any length.
 
     Returns
     -------
@@ -153,12 +202,19 @@ def diagonal_conv(band: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) 
     half = (size - 1) // 2
     n = band.shape[0]
     padded = F.pad(band, (0, 0, half, half))  # rows outside the track are zero
-    out = bias.expand(n, n_kernels)
-    for a in range(size):
-        # Kernel row a reads SSM row i + a - half; kernel column b sits at offset d = b - a.
-        rows = padded[a: a + n, 2 * half - a: 2 * half - a + size]
-        out = out + rows @ weight[:, 0, a, :].T
-    return out
+    # Kernel cell (a, b) reads SSM row i + a - half at offset d = b - a, i.e. band column
+    # 2 * half + b - a of padded row i + a. Gathering the windows of a chunk of rows turns
+    # them into one matrix product (few large ops are much faster than K small ones).
+    a = torch.arange(size, device=band.device)
+    cols = ((2 * half - a)[:, None] + a[None, :])[None]  # (1, K, K)
+    flat_weight = weight.reshape(n_kernels, size * size).T
+    out = []
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        rows = torch.arange(start, stop, device=band.device)[:, None, None] + a[None, :, None]
+        windows = padded[rows, cols]  # (chunk, K, K)
+        out.append(torch.addmm(bias, windows.reshape(stop - start, size * size), flat_weight))
+    return torch.cat(out) if out else band.new_zeros((0, n_kernels))
 
 
 def checkerboard_kernel(half: int, sigma: float) -> np.ndarray:

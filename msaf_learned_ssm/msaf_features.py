@@ -2,9 +2,16 @@
 
 MSAF computes a feature object for every track before calling a Segmenter; the
 learned_ssm algorithm uses only its length and time stamps. This feature is the frame
-energy (RMS, one value per MSAF frame), far cheaper than PCP or MFCC; with
-``framesync=True`` MSAF's beat tracking (HPSS + beat tracker) is skipped too (the cached
-feature file then has no beats, and a later beat-synchronous run recomputes them).
+energy (RMS, one value per MSAF frame), far cheaper than PCP or MFCC.
+
+MSAF's beat tracking (HPSS + beat tracker) still runs, even with ``framesync=True``: the
+base class stores the beats in the per-track feature cache that all features share, and a
+file written without beats would break the next beat-synchronous run of any feature on
+that track. So that part of MSAF's work cannot be avoided from a plugin.
+
+Bad audio: with this feature, a file MSAF cannot decode, with no samples or with NaN /
+infinite samples raises :class:`~msaf_learned_ssm.errors.AudioLoadError` (with MSAF's own
+features it raises MSAF's, librosa's or audioread's error, before this plugin runs).
 """
 
 from __future__ import annotations
@@ -12,8 +19,10 @@ from __future__ import annotations
 import librosa
 import numpy as np
 from msaf import config as msaf_config
-from msaf.base import Features, FeatureTypes
-from msaf.exceptions import FeatureParamsError
+from msaf.base import Features
+
+from .audio import load_audio
+from .errors import AudioLoadError
 
 
 class LearnedSSMGrid(Features):
@@ -28,20 +37,23 @@ class LearnedSSMGrid(Features):
     def get_id(cls) -> str:
         return "learned_ssm"
 
+    def _compute_all_features(self) -> None:
+        # MSAF decodes the audio with librosa.load; on a bad file that raises audioread's
+        # NoBackendError (no message) or librosa's ParameterError (NaN samples). Ask this
+        # package's loader what is wrong so that the caller gets an AudioLoadError naming
+        # the file; this costs nothing on good files. A file the loader accepts re-raises
+        # MSAF's own error unchanged.
+        try:
+            super()._compute_all_features()
+        except Exception:
+            load_audio(self.file_struct.audio_file, self.sr)
+            raise
+
     def compute_features(self) -> np.ndarray:
+        if self._audio is None or len(self._audio) == 0:
+            # MSAF would go on and return an empty segmentation; a 0-sample file is an error.
+            raise AudioLoadError(f"{self.file_struct.audio_file}: the file decodes to zero "
+                                 "samples")
         rms = librosa.feature.rms(y=self._audio, frame_length=2 * self.hop_length,
                                   hop_length=self.hop_length)
         return rms.T.astype(np.float64)
-
-    def estimate_beats(self):
-        # Frame-synchronous runs never use beats: skip HPSS and beat tracking.
-        if self.feat_type is FeatureTypes.framesync:
-            return np.zeros(0), np.zeros(0, dtype=int)
-        return super().estimate_beats()
-
-    def read_features(self, tol=1e-3):
-        super().read_features(tol)
-        # A cache written by a frame-synchronous run has no beats: recompute for beats.
-        if self.feat_type is not FeatureTypes.framesync and self._est_beats_times is not None \
-                and len(self._est_beats_times) == 0:
-            raise FeatureParamsError(f"{self.file_struct.features_file} has no beats")

@@ -18,9 +18,9 @@ front-end, then returns, for each boundary, the index whose MSAF time stamp is n
   stamps (not on the beat grid) keeps the returned times on the nearest beat instead of
   one beat late.
 * ``feature="learned_ssm"`` selects :class:`msaf_learned_ssm.msaf_features.LearnedSSMGrid`,
-  a cheap feature that spares MSAF computing PCP/MFCC the model does not use; with
-  ``framesync=True`` it also skips beat tracking. MSAF needs *some* feature object per
-  track (its length and time stamps), so that part cannot be avoided.
+  a cheap feature that spares MSAF computing PCP/MFCC the model does not use. MSAF needs
+  *some* feature object per track (its length and time stamps) and always tracks beats
+  for its shared feature cache, so that part cannot be avoided (see msaf_features.py).
 
 Parallel collection mode
 ------------------------
@@ -67,6 +67,11 @@ config: dict[str, Any] = {
     # Labels: how similar (mean learned SSM, in [0, 1]) two segments must be to share a
     # label; "auto" picks it per track from the similarity distribution.
     "ssm_label_threshold": "auto",
+    # Hierarchical mode (hier=True): a finer level of phrases from the same novelty curve
+    # with a lower ratio threshold and a shorter minimum distance; the coarse level is the
+    # flat segmentation above, and the fine level contains all its boundaries.
+    "ssm_fine_peak_threshold": 1.15,
+    "ssm_fine_peak_distance_sec": 3.5,
 }
 
 _LOCK = threading.Lock()
@@ -127,8 +132,67 @@ def _peak_config(cfg: dict) -> PeakConfig:
                       threshold=float(cfg.get("ssm_peak_threshold", 1.35)))
 
 
+def hierarchical_peaks(novelty: np.ndarray, hop_sec: float, coarse: PeakConfig,
+                       fine: PeakConfig) -> list[np.ndarray]:
+    """Two nested levels of novelty peaks: [coarse, coarse + fine].
+
+    Parameters
+    ----------
+    novelty : np.ndarray, shape (T,)
+    hop_sec : float
+        Time between novelty values (s).
+    coarse, fine : PeakConfig
+        Peak picking of the section level and of the phrase level.
+
+    Returns
+    -------
+    list of two sorted int arrays (patch indices); the second contains the first.
+    """
+    from .peaks import pick_peaks
+
+    top = pick_peaks(novelty, hop_sec, coarse)
+    return [top, np.union1d(top, pick_peaks(novelty, hop_sec, fine)).astype(int)]
+
+
 class Segmenter(SegmenterInterface):
     """MSAF Segmenter running the learned SSM model on the track's audio."""
+
+    def processHierarchical(self):
+        """Two levels (sections, then phrases) from the same novelty curve.
+
+        Returns
+        -------
+        est_idxs : list of two np.ndarray
+            Boundary indices on MSAF's frame grid per level, coarse first.
+        est_labels : list of two np.ndarray
+            Labels per level, from the learned SSM.
+        """
+        from .labels import label_segments
+        from .peaks import boundary_times
+
+        frame_times = np.asarray(self.features.frame_times)
+        n_frames = self.features.features.shape[0]
+        frame_times = frame_times[:n_frames]
+        analysis = self._analysis()
+        coarse = _peak_config(self.config)
+        fine = PeakConfig(coarse.mean_half_sec,
+                          float(self.config.get("ssm_fine_peak_distance_sec", 3.5)),
+                          float(self.config.get("ssm_fine_peak_threshold", 1.15)))
+        hop = float(np.median(np.diff(analysis.patch_times))) if len(analysis.patch_times) > 1 \
+            else 1.0
+        levels = hierarchical_peaks(analysis.novelty, hop, coarse, fine) \
+            if len(analysis.peaks) or len(analysis.novelty) else [np.zeros(0, int)] * 2
+        est_idxs, est_labels = [], []
+        for peaks in levels:
+            times = boundary_times(peaks, analysis.patch_times, analysis.duration)
+            idxs = boundaries_to_msaf_indices(times[1:-1], frame_times)
+            labels = label_segments(analysis.embeddings, analysis.patch_times,
+                                    frame_times[idxs], self.config.get("ssm_label_threshold",
+                                                                       "auto"))
+            idxs, labels = self._postprocess(idxs, labels)
+            est_idxs.append(idxs)
+            est_labels.append(labels)
+        return est_idxs, est_labels
 
     def _analysis(self):
         analyzer = get_analyzer(self.config.get("ssm_model", "default"),

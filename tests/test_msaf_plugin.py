@@ -22,6 +22,12 @@ from conftest import untrained_model
 MSAF_FRAME_SEC = msaf.config.hop_size / msaf.config.sample_rate
 
 
+@pytest.fixture(autouse=True)
+def _own_cwd(tmp_path, monkeypatch):
+    # MSAF's single-file mode keeps its feature cache in ./.features_msaf_tmp.json.
+    monkeypatch.chdir(tmp_path)
+
+
 def _config(model_path, feature="learned_ssm", framesync=True, labels_id=None):
     cfg = msaf.io.get_configuration(feature, False, framesync, "learned_ssm", labels_id)
     cfg["ssm_model"] = str(model_path)
@@ -131,3 +137,17 @@ def test_untrained_model_module_default_is_json_safe():
     cfg = dict(msaf.algorithms.learned_ssm.config)
     assert json.loads(json.dumps(cfg)) == cfg
     assert untrained_model() is not None
+
+
+def test_hierarchical_two_nested_levels(planted_track, untrained_model_path):
+    path, _ = planted_track
+    cfg = _config(untrained_model_path, labels_id=None)
+    times, labels = msaf.process(str(path), feature="learned_ssm", framesync=True,
+                                 boundaries_id="learned_ssm", labels_id=None, hier=True,
+                                 config=cfg)
+    assert len(times) == 2 and len(labels) == 2
+    coarse, fine = times
+    assert len(fine) >= len(coarse)
+    assert all(np.isclose(fine, t).any() for t in coarse)
+    for level_times, level_labels in zip(times, labels):
+        assert len(level_labels) == len(level_times) - 1

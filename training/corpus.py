@@ -37,7 +37,8 @@ class Track:
     reference: Path
 
 
-def find_tracks(corpus_dir: PathLike, ids: Optional[Iterable[str]] = None) -> list[Track]:
+def find_tracks(corpus_dir: PathLike, ids: Optional[Iterable[str]] = None,
+                allow_missing: bool = False) -> list[Track]:
     """Tracks of an MSAF-layout corpus that have both audio and a reference JAMS.
 
     Parameters
@@ -45,7 +46,8 @@ def find_tracks(corpus_dir: PathLike, ids: Optional[Iterable[str]] = None) -> li
     corpus_dir : path
         Folder with ``audio/`` and ``references/``.
     ids : iterable of str, optional
-        Keep only these track ids (file stems); an id with no audio is an error.
+        Keep only these track ids (file stems); an id without audio or reference is an
+        error, unless ``allow_missing``: then it is left out with a warning naming it.
 
     Raises
     ------
@@ -72,10 +74,13 @@ def find_tracks(corpus_dir: PathLike, ids: Optional[Iterable[str]] = None) -> li
     if ids is not None:
         ids = [str(i).strip() for i in ids if str(i).strip()]
         missing = [i for i in ids if i not in tracks]
-        if missing:
+        if missing and allow_missing:
+            warnings.warn(f"{corpus_dir}: {len(missing)} requested tracks have no audio or "
+                          f"reference and are left out: {', '.join(missing)}")
+        elif missing:
             raise AnnotationError(f"{corpus_dir}: {len(missing)} requested tracks are missing "
                                   f"(e.g. {', '.join(missing[:5])})")
-        return [tracks[i] for i in ids]
+        return [tracks[i] for i in ids if i in tracks]
     return list(tracks.values())
 
 

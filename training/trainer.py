@@ -173,7 +173,22 @@ def _paths(out: Path) -> tuple[Path, Path, Path]:
     return out, out.with_suffix(".state.pt"), out.with_suffix(".log.jsonl")
 
 
-def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathLike,
+def train(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Train SSM-Net; see :func:`_train` for the parameters and the module docstring for
+    the files written."""
+    # Resumption must reproduce an uninterrupted run bit for bit: use PyTorch's
+    # deterministic kernels (e.g. the scatter-add in the backward of the band gathers),
+    # then restore the caller's setting.
+    previous = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        return _train(*args, **kwargs)
+    finally:
+        torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
+
+
+def _train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathLike,
           model_config: ModelConfig = ModelConfig(), config: TrainConfig = TrainConfig(),
           cache_dir: Optional[PathLike] = None, device: str = "auto", resume: bool = False,
           progress: bool = True, stop_after_steps: Optional[int] = None,
@@ -214,8 +229,12 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
         if state.get("state_version", 0) > STATE_VERSION:
             raise CheckpointError(f"{state_path}: resume state version "
                                   f"{state.get('state_version')} is newer than supported")
-        model_config = ModelConfig.from_dict(state["model"]["config"])
-        config = TrainConfig(**state["train_config"])
+        try:
+            model_config = ModelConfig.from_dict(state["model"]["config"])
+            config = TrainConfig(**state["train_config"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{state_path}: not a usable resume state "
+                                  f"({type(exc).__name__}: {exc})") from exc
     elif resume:
         raise CheckpointError(f"{state_path}: no resume state to continue from")
 
@@ -226,12 +245,17 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
     epoch, position, history, best, stale = 0, 0, [], None, 0
     running = {"loss": 0.0, "ssm_loss": 0.0, "novelty_loss": 0.0, "n": 0}
     if state is not None:
-        model.load_state_dict(state["model"]["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        epoch, position = int(state["epoch"]), int(state["position"])
-        history, best, stale = list(state["history"]), state["best"], int(state["stale"])
-        running = dict(state["running"])
-        _set_torch_rng(state["torch_rng"], state.get("cuda_rng"))
+        try:
+            model.load_state_dict(state["model"]["state_dict"])
+            optimizer.load_state_dict(state["optimizer"])
+            epoch, position = int(state["epoch"]), int(state["position"])
+            history, best, stale = list(state["history"]), state["best"], int(state["stale"])
+            running = dict(state["running"])
+            _set_torch_rng(state["torch_rng"], state.get("cuda_rng"))
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            # A file that read_checkpoint accepted but is not a (complete) resume state.
+            raise CheckpointError(f"{state_path}: not a usable resume state "
+                                  f"({type(exc).__name__}: {exc})") from exc
 
     cache = FeatureCache(cache_dir, model_config)
     peaks = PeakConfig(**config.peaks)

@@ -1,0 +1,209 @@
+"""Fault injection: training killed with SIGKILL at random points, then resumed, must end
+with the same weights as an uninterrupted run.
+
+Writes a tiny synthetic corpus to a temporary folder, trains a tiny model
+(``--attention-layers 1 --epochs 2 --checkpoint-every 1``) with ``python -m
+msaf_learned_ssm.cli train`` once without interruption, then for each trial starts the
+same run, kills it (SIGKILL, no chance to clean up) at a random moment after its first
+resume state was written, and runs ``--resume`` until it completes (each resumed run may be
+killed again). The final ``MODEL.state.pt`` weights are compared with the uninterrupted
+run's. Prints a table and exits with status 1 on any mismatch or failed resume.
+
+Usage::
+
+    python bench/faults.py [--trials 3] [--kills-per-trial 2] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+EPOCHS = 2
+
+
+def write_corpus(root: Path, n_tracks: int = 4, seed: int = 0) -> Path:
+    """A corpus in MSAF layout: ``audio/t<k>.wav`` (48 s of 4 sections) and references."""
+    import jams
+    import soundfile as sf
+
+    from msaf_learned_ssm.examples import synthesize_sections
+
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    (root / "references").mkdir(exist_ok=True)
+    forms = ["ABAB", "ABCA", "AABB", "ABCB"]
+    for k in range(n_tracks):
+        form = forms[k % len(forms)]
+        y, bounds = synthesize_sections(form, 12.0, seed=seed + k)
+        sf.write(root / "audio" / f"t{k}.wav", y, 22050)
+        jam = jams.JAMS()
+        jam.file_metadata.duration = float(bounds[-1])
+        ann = jams.Annotation(namespace="segment_open", duration=float(bounds[-1]))
+        for s, e, lab in zip(bounds[:-1], bounds[1:], form):
+            ann.append(time=float(s), duration=float(e - s), value=lab)
+        jam.annotations.append(ann)
+        jam.save(str(root / "references" / f"t{k}.jams"))
+    return root
+
+
+def train_command(corpus: Path, out: Path, cache: Path, resume: bool) -> list[str]:
+    return [sys.executable, "-m", "msaf_learned_ssm.cli", "train", str(corpus), "--out", str(out),
+            "--epochs", str(EPOCHS), "--checkpoint-every", "1", "--attention-layers", "1",
+            "--val-split", "0.25", "--seed", "0", "--device", "cpu", "--cache-dir", str(cache),
+            "--patience", "10"] + (["--resume"] if resume else [])
+
+
+def _env() -> dict:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    return env
+
+
+def run_to_completion(corpus: Path, out: Path, cache: Path, resume: bool,
+                      timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(train_command(corpus, out, cache, resume), env=_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_and_kill(corpus: Path, out: Path, cache: Path, resume: bool, delay: float,
+                 timeout: float = 300) -> tuple[bool, float]:
+    """Start a run; SIGKILL it ``delay`` s after it (re)wrote its resume state.
+
+    Returns
+    -------
+    killed : bool
+        False when the run finished before the kill.
+    at : float
+        Seconds since the start when it was killed (or finished).
+    """
+    state = out.with_suffix(".state.pt")
+    before = state.stat().st_mtime_ns if state.exists() else None
+    started = time.perf_counter()
+    proc = subprocess.Popen(train_command(corpus, out, cache, resume), env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # Wait for a new resume state from this process (some checkpoints were written).
+        while proc.poll() is None:
+            if state.exists() and state.stat().st_mtime_ns != before:
+                break
+            if time.perf_counter() - started > timeout:
+                raise TimeoutError("training wrote no resume state")
+            time.sleep(0.02)
+        deadline = time.perf_counter() + delay
+        while proc.poll() is None and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        if proc.poll() is not None:
+            return False, time.perf_counter() - started
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return True, time.perf_counter() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def final_weights(out: Path) -> dict:
+    from msaf_learned_ssm.checkpoint import read_checkpoint
+
+    return read_checkpoint(out.with_suffix(".state.pt"))["model"]["state_dict"]
+
+
+def max_abs_difference(a: dict, b: dict) -> float:
+    if set(a) != set(b):
+        return float("inf")
+    return max(float((a[k].double() - b[k].double()).abs().max()) if a[k].numel() else 0.0
+               for k in a)
+
+
+@dataclass
+class Trial:
+    kill_times: list
+    resumes: int
+    resumed_ok: bool
+    max_diff: float
+    temp_files: int
+    detail: str = ""
+
+
+def run_trial(corpus: Path, cache: Path, work: Path, reference: dict, rng: random.Random,
+              kills: int = 1, max_delay: float = 2.0) -> Trial:
+    """One killed-and-resumed training run compared with ``reference`` weights."""
+    out = work / "model.pt"
+    kill_times, resumes, detail = [], 0, ""
+    for k in range(kills):
+        resume = out.with_suffix(".state.pt").exists()
+        resumes += resume
+        killed, at = run_and_kill(corpus, out, cache, resume, rng.uniform(0.0, max_delay))
+        if not killed:
+            break
+        kill_times.append(round(at, 2))
+    done = out.with_suffix(".log.jsonl").exists() and len(
+        out.with_suffix(".log.jsonl").read_text().splitlines()) == EPOCHS
+    ok = True
+    if not done or kill_times:
+        resume = out.with_suffix(".state.pt").exists()
+        resumes += resume
+        result = run_to_completion(corpus, out, cache, resume)
+        ok = result.returncode == 0
+        if not ok:
+            detail = (result.stderr.strip().splitlines() or ["?"])[-1]
+    diff = max_abs_difference(reference, final_weights(out)) if ok else float("nan")
+    temps = len([p for p in work.iterdir() if p.name.endswith(".tmp")])
+    return Trial(kill_times, resumes, ok, diff, temps, detail)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--kills-per-trial", type=int, default=2)
+    parser.add_argument("--max-delay", type=float, default=2.0,
+                        help="Kill up to this many seconds after a resume state was written.")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    rng = random.Random(args.seed)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ssm_faults_") as tmp:
+        tmp = Path(tmp)
+        corpus, cache = write_corpus(tmp / "corpus"), tmp / "cache"
+        (tmp / "ref").mkdir()
+        result = run_to_completion(corpus, tmp / "ref" / "model.pt", cache, resume=False)
+        if result.returncode != 0:
+            print(result.stderr, file=sys.stderr)
+            return 1
+        reference = final_weights(tmp / "ref" / "model.pt")
+        print(f"uninterrupted run: {time.perf_counter() - started:.1f} s")
+        print(f"{'trial':>5}  {'kill times (s after start)':<28} {'resumes':>7}  "
+              f"{'resumed ok':<10}  {'max |dw|':>9}  {'tmp left':>8}")
+        failures = 0
+        for i in range(args.trials):
+            work = tmp / f"trial{i}"
+            work.mkdir()
+            trial = run_trial(corpus, cache, work, reference, rng, args.kills_per_trial,
+                              args.max_delay)
+            bad = not trial.resumed_ok or not trial.max_diff == 0.0
+            failures += bad
+            print(f"{i:>5}  {str(trial.kill_times):<28} {trial.resumes:>7}  "
+                  f"{str(trial.resumed_ok):<10}  {trial.max_diff:>9.2e}  {trial.temp_files:>8}"
+                  + (f"  MISMATCH {trial.detail}" if bad else ""))
+    print(f"{args.trials - failures}/{args.trials} trials identical to the uninterrupted run "
+          f"({time.perf_counter() - started:.1f} s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,500 @@
+"""Speed and memory of learned_ssm inference, against MSAF's algorithms and the author's path.
+
+Every measurement runs in its own Python process (clean peak RSS, no shared caches); all
+rows come from ONE run of this script on one machine, so compare ratios within a run.
+
+Rows, on one 3-4 minute track (``../shared/data/reference_audio/pop909_001.flac`` when
+present, else a synthesised 200 s track):
+
+(a) ``msaf.process(path, boundaries_id="learned_ssm")`` cold: new process, no feature
+    cache (the audio is copied to a fresh folder and the process runs in a fresh working
+    directory, where MSAF's single-file mode writes ``.features_msaf_tmp.json``); with
+    MSAF's default feature (pcp, beat-synchronous) and with ``feature="learned_ssm",
+    framesync=True``.
+(b) ``Analyzer(model).analyze(path)`` warm: model loaded, one warm-up call, median of 3;
+    with torch's default thread count and with ``torch.set_num_threads(1)``; plus a
+    per-stage breakdown (decode, features, encoder, novelty, peaks).
+(c) MSAF's foote, sf, olda, scluster, cnmf, vmo through ``msaf.process``, cold as (a).
+(d) the author's pipeline settings (:func:`author_pipeline`): ``librosa.load``, the same
+    features, the encoder one patch at a time, PyTorch's own Transformer layers, and the
+    full T x T SSM convolved with the novelty kernels (O(T^2 K^2)); (d') the same with
+    all patches in one conv batch (as the author's model call).
+
+Scaling: (b) on 1, 5, 20 and 60 minute tracks (a synthesised 2-minute pattern, tiled),
+each in a fresh process, with the log-log growth exponent of time vs duration.
+
+Peak memory is the process's RSS high-water mark (``resource.getrusage``), which includes
+the interpreter, torch and the decoded audio.
+
+Usage::
+
+    python bench/speed.py [--quick] [--no-msaf] [--out bench/results/speed.md]
+
+``--quick`` skips the 20/60 minute tracks and the MSAF cold runs (for development).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+REFERENCE_AUDIO = SHARED / "reference_audio" / "pop909_001.flac"
+sys.path.insert(0, str(ROOT))
+
+MSAF_ALGOS = ["foote", "sf", "olda", "scluster", "cnmf", "vmo"]
+SCALING_MINUTES = [1, 5, 20, 60]
+RESULT_TAG = "SPEED_RESULT "
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def peak_rss_mb() -> float:
+    """RSS high-water mark of this process (MB; ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def emit(result: dict) -> None:
+    """Print a worker's result on one tagged line for the parent to parse."""
+    result["peak_rss_mb"] = peak_rss_mb()
+    print(RESULT_TAG + json.dumps(result), flush=True)
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def author_pipeline(path: str, model, per_patch: bool = True) -> tuple[np.ndarray, dict]:
+    """The author's inference settings, on this package's modules.
+
+    ``librosa.load`` (mono, soxr resampling), the same log-mel patches, the conv encoder
+    one patch at a time (``per_patch``; else all patches in one batch), PyTorch's own
+    ``TransformerEncoderLayer`` forward (which forms the (heads, T, T) attention weights),
+    then the novelty kernels convolved over the whole T x T SSM and its diagonal taken
+    (:meth:`NoveltyHead.forward_full`, O(T^2 K^2) time, O(T^2 K) memory).
+
+    Parameters
+    ----------
+    path : str
+        Audio file.
+    model : SSMNet
+        In eval mode, on the CPU.
+    per_patch : bool
+        Run the conv blocks on one patch at a time.
+
+    Returns
+    -------
+    boundaries : np.ndarray, shape (n_boundaries,)
+        Boundary times (s).
+    timings : dict
+        Seconds per stage: decode, features, encoder, novelty, peaks.
+    """
+    import librosa
+    import torch
+    import torch.nn.functional as F
+
+    from msaf_learned_ssm.config import PeakConfig
+    from msaf_learned_ssm.features import compute_patches
+    from msaf_learned_ssm.model import cosine_ssm
+    from msaf_learned_ssm.peaks import boundary_times, pick_peaks
+
+    config = model.config
+    t = [time.perf_counter()]
+    y, _ = librosa.load(path, sr=config.sample_rate, mono=True)
+    t.append(time.perf_counter())
+    patches = compute_patches(y, config)
+    t.append(time.perf_counter())
+    with torch.no_grad():
+        x = torch.from_numpy(patches.data).unsqueeze(1)  # (T, 1, n_mels, steps)
+        if per_patch:
+            h = torch.cat([model.encoder.conv(x[i:i + 1]).flatten(1) for i in range(len(x))])
+        else:
+            h = model.encoder.conv(x).flatten(1)
+        h = model.encoder.attention(h.unsqueeze(0)).squeeze(0)
+        embeddings = F.normalize(torch.tanh(h), p=2, dim=1)
+        t.append(time.perf_counter())
+        novelty = model.novelty.forward_full(cosine_ssm(embeddings)).numpy()
+        t.append(time.perf_counter())
+    peaks = pick_peaks(novelty, config.patch_hop_sec, PeakConfig())
+    boundaries = boundary_times(peaks, patches.times, patches.duration)
+    t.append(time.perf_counter())
+    names = ["decode", "features", "encoder", "novelty", "peaks"]
+    return boundaries, {n: t[i + 1] - t[i] for i, n in enumerate(names)}
+
+
+def analyzer_stages(analyzer, path: str) -> tuple[np.ndarray, dict]:
+    """:meth:`Analyzer.analyze`, stage by stage (same calls), with the seconds of each."""
+    import torch
+
+    from msaf_learned_ssm.audio import load_audio
+    from msaf_learned_ssm.features import compute_patches
+    from msaf_learned_ssm.peaks import boundary_times, pick_peaks
+
+    device, config = analyzer.device, analyzer.config
+    t = [time.perf_counter()]
+    y = load_audio(path, config.sample_rate)
+    t.append(time.perf_counter())
+    patches = compute_patches(y, config)
+    t.append(time.perf_counter())
+    with torch.inference_mode():
+        x = torch.from_numpy(patches.data).to(device)
+        embeddings = analyzer.model.encoder(x)
+        _sync(device)
+        t.append(time.perf_counter())
+        novelty = analyzer.model.novelty(embeddings).float().cpu().numpy()
+        t.append(time.perf_counter())
+    peaks = pick_peaks(novelty, config.patch_hop_sec, analyzer.peaks)
+    boundaries = boundary_times(peaks, patches.times, patches.duration)
+    t.append(time.perf_counter())
+    names = ["decode", "features", "encoder", "novelty", "peaks"]
+    return boundaries, {n: t[i + 1] - t[i] for i, n in enumerate(names)}
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def worker_analyzer(args) -> None:
+    """(b): warm Analyzer; warm-up call, then the median of ``repeats`` calls."""
+    import torch
+
+    from msaf_learned_ssm import Analyzer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    analyzer = Analyzer(args.model, device="auto")
+    analyzer.analyze(args.warmup or args.audio)  # first call: lazy init, kernel choice
+    rss_before = peak_rss_mb()
+    times, stages, result = [], [], None
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        result = analyzer.analyze(args.audio)
+        _sync(analyzer.device)
+        times.append(time.perf_counter() - t0)
+    if args.stages:
+        for _ in range(args.repeats):
+            stages.append(analyzer_stages(analyzer, args.audio)[1])
+    emit({"seconds": float(np.median(times)), "all_seconds": times,
+          "stages": {k: float(np.median([s[k] for s in stages])) for k in stages[0]}
+          if stages else {},
+          "n_patches": int(len(result.patch_times)), "duration": result.duration,
+          "n_boundaries": int(len(result.boundaries)), "device": str(analyzer.device),
+          "threads": torch.get_num_threads(), "rss_before_mb": rss_before})
+
+
+def worker_author(args) -> None:
+    """(d): the author's settings, warm (model loaded, warm-up call), median of repeats."""
+    import torch
+
+    from msaf_learned_ssm.checkpoint import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.model, "cpu")[0].eval()
+    per_patch = args.kind == "author"
+    author_pipeline(args.audio, model, per_patch)
+    times, stages = [], []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        boundaries, st = author_pipeline(args.audio, model, per_patch)
+        times.append(time.perf_counter() - t0)
+        stages.append(st)
+    emit({"seconds": float(np.median(times)), "all_seconds": times,
+          "stages": {k: float(np.median([s[k] for s in stages])) for k in stages[0]},
+          "n_boundaries": int(len(boundaries)), "threads": torch.get_num_threads()})
+
+
+def worker_msaf(args) -> None:
+    """(a), (c): one cold ``msaf.process`` call in this fresh process."""
+    t0 = time.perf_counter()
+    import msaf
+
+    config = None
+    if args.algo == "learned_ssm":
+        import msaf_learned_ssm  # noqa: F401  (registers the algorithm in MSAF)
+
+        if args.model != "default":
+            config = msaf.io.get_configuration(args.feature, False, args.framesync,
+                                               "learned_ssm", msaf.config.default_label_id)
+            config["ssm_model"] = args.model
+    t1 = time.perf_counter()
+    times, labels = msaf.process(args.audio, boundaries_id=args.algo, feature=args.feature,
+                                 framesync=args.framesync, config=config)
+    t2 = time.perf_counter()
+    emit({"seconds": t2 - t1, "import_seconds": t1 - t0, "n_boundaries": int(len(times))})
+
+
+# --------------------------------------------------------------------------- parent
+
+
+def run_worker(argv: list[str], cwd: Optional[Path] = None, timeout: float = 1800) -> dict:
+    """Run this script as a worker in a new process; its result, with the wall time."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", *argv],
+                          cwd=str(cwd or ROOT), capture_output=True, text=True,
+                          timeout=timeout)
+    wall = time.perf_counter() - t0
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"worker {argv} failed (rc {proc.returncode}):\n"
+                           f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    result = json.loads(lines[-1][len(RESULT_TAG):])
+    result["wall_seconds"] = wall
+    return result
+
+
+def msaf_cold(algo: str, audio: Path, model: str, feature: str = "pcp",
+              framesync: bool = False) -> dict:
+    """A cold msaf.process: fresh copy of the audio in its own folder, fresh CWD."""
+    with tempfile.TemporaryDirectory(prefix="speed_msaf_") as tmp:
+        tmp = Path(tmp)
+        (tmp / "audio").mkdir()
+        (tmp / "cwd").mkdir()
+        copy = tmp / "audio" / audio.name
+        shutil.copyfile(audio, copy)
+        argv = ["msaf", "--algo", algo, "--audio", str(copy), "--model", model,
+                "--feature", feature] + (["--framesync"] if framesync else [])
+        return run_worker(argv, cwd=tmp / "cwd")
+
+
+def get_model(tmp: Path) -> tuple[str, str, str]:
+    """(path for workers, path or "default" for MSAF's config, description)."""
+    from msaf_learned_ssm import CheckpointError, default_model_path
+
+    try:
+        path = default_model_path()
+        return str(path), "default", f"the package's default model ({path.name})"
+    except CheckpointError:
+        import torch
+
+        from msaf_learned_ssm import ModelConfig, SSMNet
+        from msaf_learned_ssm.checkpoint import save_model
+
+        torch.manual_seed(0)
+        path = tmp / "untrained.pt"
+        save_model(SSMNet(ModelConfig()), path)
+        return (str(path), str(path), "a freshly initialised SSMNet(ModelConfig()) (no "
+                "default model in the package; weights do not change the speed)")
+
+
+def make_track(path: Path, minutes: float, sr: int = 22050) -> Path:
+    """A ``minutes`` long WAV: a 2-minute synthesised pattern of 8 sections, tiled."""
+    import soundfile as sf
+
+    from msaf_learned_ssm.examples import synthesize_sections
+
+    pattern, _ = synthesize_sections("ABCDBADC", 15.0, sr=sr)
+    n = int(round(minutes * 60 * sr))
+    y = np.tile(pattern, -(-n // len(pattern)))[:n]
+    sf.write(path, y, sr, subtype="PCM_16")
+    return path
+
+
+def fmt(x: Optional[float], digits: int = 2) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="skip the 20/60 minute tracks and the MSAF cold runs")
+    parser.add_argument("--no-msaf", action="store_true", help="skip the MSAF cold runs")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "speed.md")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    lines: list[str] = []
+
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    with tempfile.TemporaryDirectory(prefix="speed_") as tmp:
+        tmp = Path(tmp)
+        model_path, msaf_model, model_desc = get_model(tmp)
+        if REFERENCE_AUDIO.is_file():
+            audio = REFERENCE_AUDIO
+            audio_desc = f"`{REFERENCE_AUDIO.name}` (POP909 song 001, FLAC 44.1 kHz)"
+        else:
+            import soundfile as sf
+
+            from msaf_learned_ssm.examples import synthesize_sections
+
+            y, _ = synthesize_sections("ABCDEBACDB", 20.0)
+            audio = tmp / "synthetic_200s.wav"
+            sf.write(audio, y, 22050)
+            audio_desc = "a synthesised 200 s track (reference audio not present)"
+        warmup = tmp / "warmup.wav"
+        make_track(warmup, 0.5)
+
+        t_start = time.perf_counter()
+        rows: dict[str, dict] = {}
+        common = ["--model", model_path, "--audio", str(audio), "--warmup", str(warmup)]
+        print("(b) Analyzer, default threads ...", flush=True)
+        rows["b"] = run_worker(["analyzer", *common, "--repeats", "3", "--stages"])
+        print("(b) Analyzer, 1 thread ...", flush=True)
+        rows["b1"] = run_worker(["analyzer", *common, "--repeats", "3", "--stages",
+                                 "--threads", "1"])
+        print("(d) author's settings ...", flush=True)
+        rows["d"] = run_worker(["author", "--model", model_path, "--audio", str(audio),
+                                "--repeats", "3"])
+        rows["d_batch"] = run_worker(["author_batch", "--model", model_path, "--audio",
+                                      str(audio), "--repeats", "3"])
+        run_msaf = not (args.quick or args.no_msaf)
+        if run_msaf:
+            for name, feature, framesync in [("a_pcp", "pcp", False),
+                                             ("a_grid", "learned_ssm", True)]:
+                print(f"(a) msaf.process learned_ssm {feature} ...", flush=True)
+                rows[name] = msaf_cold("learned_ssm", audio, msaf_model, feature, framesync)
+            for algo in MSAF_ALGOS:
+                print(f"(c) msaf.process {algo} ...", flush=True)
+                rows["c_" + algo] = msaf_cold(algo, audio, msaf_model)
+
+        minutes = SCALING_MINUTES[:2] if args.quick else SCALING_MINUTES
+        scaling = []
+        for m in minutes:
+            print(f"scaling: {m} min ...", flush=True)
+            track = make_track(tmp / f"track_{m}min.wav", m)
+            res = run_worker(["analyzer", "--model", model_path, "--audio", str(track),
+                              "--warmup", str(warmup), "--repeats", "3" if m <= 5 else "1",
+                              "--stages" if m <= 5 else "--no-stages"], timeout=3600)
+            scaling.append((m, res))
+            track.unlink()
+        total = time.perf_counter() - t_start
+
+    # ------------------------------------------------------------------ report
+    b = rows["b"]["seconds"]
+    say("# learned_ssm inference speed")
+    say()
+    say(f"- Date: {datetime.datetime.now().isoformat(timespec='seconds')}")
+    say(f"- Machine: {platform.node()}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} logical cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
+        f"{platform.system()} {platform.release()}; load average at the end "
+        f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    say(f"- Python {platform.python_version()}, torch {torch.__version__}, default torch "
+        f"threads {rows['b']['threads']}; device of (b): {rows['b']['device']} "
+        f"(device=\"auto\"; CUDA available: {torch.cuda.is_available()})")
+    say("- Another process (a model training) was running on the same cores during "
+        "this run: absolute times are inflated and noisy; compare the ratios, which come "
+        "from this one run.")
+    say("- GPU: not measured in this session (no GPU was lent); on a CUDA machine "
+        "`device=\"auto\"` selects the GPU for the encoder and the novelty head.")
+    say(f"- Model: {model_desc}.")
+    say(f"- Track: {audio_desc}, {rows['b']['duration']:.1f} s, "
+        f"{rows['b']['n_patches']} patches.")
+    say(f"- Command: `python bench/speed.py{' --quick' if args.quick else ''}"
+        f"{' --no-msaf' if args.no_msaf else ''}`; total {total / 60:.1f} min.")
+    say()
+    say("## One track, end to end")
+    say()
+    say("Seconds: (b) and (d) warm, median of 3 (model loaded, one warm-up call); MSAF rows "
+        "cold: `msaf.process` time in a new process with no feature cache, and the "
+        "process wall time including Python start, imports and model loading. Peak RSS "
+        "of the measuring process.")
+    say()
+    say("| Row | What | seconds | process wall (s) | peak RSS (MB) | × (b) |")
+    say("|---|---|---:|---:|---:|---:|")
+
+    def row(key: str, label: str, what: str) -> None:
+        r = rows.get(key)
+        if r is None:
+            return
+        say(f"| {label} | {what} | {fmt(r['seconds'])} | "
+            f"{fmt(r['wall_seconds']) if key.startswith(('a_', 'c_')) else '—'} | "
+            f"{r['peak_rss_mb']:.0f} | {r['seconds'] / b:.2f} |")
+
+    row("b", "(b)", f"`Analyzer(model).analyze(path)`, {rows['b']['threads']} threads")
+    row("b1", "(b1)", "`Analyzer(model).analyze(path)`, `torch.set_num_threads(1)`")
+    row("a_pcp", "(a)", "`msaf.process(path, boundaries_id=\"learned_ssm\")` cold "
+        "(pcp, beat-sync)")
+    row("a_grid", "(a')", "same, `feature=\"learned_ssm\", framesync=True`")
+    for algo in MSAF_ALGOS:
+        row("c_" + algo, "(c)", f"`msaf.process(path, boundaries_id=\"{algo}\")` cold")
+    row("d", "(d)", "author's settings: librosa.load, per-patch encoder, full T×T SSM "
+        "convolution")
+    row("d_batch", "(d')", "as (d) with all patches in one conv batch")
+    say()
+    say("## Per stage (seconds, median of 3)")
+    say()
+    names = ["decode", "features", "encoder", "novelty", "peaks"]
+    say("| Row | " + " | ".join(names) + " |")
+    say("|---|" + "---:|" * len(names))
+    for key, label in [("b", "(b)"), ("b1", "(b1) 1 thread"), ("d", "(d)"),
+                       ("d_batch", "(d')")]:
+        st = rows[key]["stages"]
+        say(f"| {label} | " + " | ".join(fmt(st[n], 3) for n in names) + " |")
+    say()
+    say(f"Ratios: (d)/(b) = {rows['d']['seconds'] / b:.2f}, (d')/(b) = "
+        f"{rows['d_batch']['seconds'] / b:.2f}, (b)/(b1) = {b / rows['b1']['seconds']:.2f}"
+        + ("".join(f", {algo} cold/(b) = {rows['c_' + algo]['seconds'] / b:.2f}"
+                   for algo in MSAF_ALGOS) if run_msaf else ""))
+    say()
+    say("## Scaling of (b) with track length")
+    say()
+    say("Synthesised tracks (a 2-minute pattern tiled, 22.05 kHz mono WAV), each in a fresh "
+        "process (warm-up on a 30 s clip); median of 3 runs up to 5 min, one run beyond.")
+    say()
+    say("| minutes | patches | seconds | s per audio minute | peak RSS (MB) | RSS before "
+        "(MB) |")
+    say("|---:|---:|---:|---:|---:|---:|")
+    for m, r in scaling:
+        say(f"| {m} | {r['n_patches']} | {r['seconds']:.2f} | {r['seconds'] / m:.3f} | "
+            f"{r['peak_rss_mb']:.0f} | {r['rss_before_mb']:.0f} |")
+    dur = np.array([m for m, _ in scaling], float)
+    sec = np.array([r["seconds"] for _, r in scaling])
+    slope = np.polyfit(np.log(dur), np.log(sec), 1)[0]
+    last = np.log(sec[-1] / sec[-2]) / np.log(dur[-1] / dur[-2])
+    say()
+    say(f"Growth exponent (log-log slope of time vs duration): {slope:.2f} over "
+        f"{dur[0]:.0f}-{dur[-1]:.0f} min; {last:.2f} between the two longest tracks "
+        "(1 = linear).")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+def worker_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kind", choices=["analyzer", "author", "author_batch", "msaf"])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--audio", required=True)
+    parser.add_argument("--warmup")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--stages", action="store_true")
+    parser.add_argument("--no-stages", dest="stages", action="store_false")
+    parser.add_argument("--algo", default="learned_ssm")
+    parser.add_argument("--feature", default="pcp")
+    parser.add_argument("--framesync", action="store_true")
+    args = parser.parse_args(argv)
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    {"analyzer": worker_analyzer, "author": worker_author, "author_batch": worker_author,
+     "msaf": worker_msaf}[args.kind](args)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker_main(sys.argv[2:])
+    else:
+        main()
