@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 
+#: Audio extensions added to MSAF's collection mode.
+AUDIO_EXTS = (".flac", ".ogg")
+
+
 def register() -> None:
     """Make ``learned_ssm`` available to MSAF as a boundary and label algorithm, and
-    ``learned_ssm`` as a feature. Idempotent; called on ``import msaf_learned_ssm``."""
+    ``learned_ssm`` as a feature, and let MSAF's collection mode find ``.flac`` and
+    ``.ogg`` files. Idempotent; called on ``import msaf_learned_ssm``."""
     import msaf.algorithms
 
     from . import msaf_features  # noqa: F401  (defining the class registers the feature)
@@ -14,3 +19,9 @@ def register() -> None:
     setattr(msaf.algorithms, msaf_plugin.algo_id, msaf_plugin)
     if msaf_plugin.algo_id not in msaf.algorithms.__all__:
         msaf.algorithms.__all__.append(msaf_plugin.algo_id)
+    # MSAF's collection mode only lists .wav, .mp3 and .aif files; lossless FLAC and Ogg
+    # corpora (such as the rendered POP909) are common in MIR, and librosa reads both.
+    exts = msaf.config.dataset.audio_exts
+    for ext in AUDIO_EXTS:
+        if ext not in exts:
+            exts.append(ext)

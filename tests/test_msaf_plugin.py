@@ -10,6 +10,7 @@ import warnings
 import jams
 import numpy as np
 import pytest
+import soundfile as sf
 
 import msaf
 import msaf_learned_ssm
@@ -99,8 +100,13 @@ def collection(tmp_path, planted_track):
     path, planted = planted_track
     (tmp_path / "audio").mkdir()
     (tmp_path / "references").mkdir()
+    y, sr = sf.read(path)
     for name in ("one", "two"):
-        shutil.copy(path, tmp_path / "audio" / f"{name}.wav")
+        # One WAV and one FLAC: MSAF alone lists only .wav/.mp3/.aif in collection mode.
+        if name == "one":
+            shutil.copy(path, tmp_path / "audio" / f"{name}.wav")
+        else:
+            sf.write(tmp_path / "audio" / f"{name}.flac", y, sr)
         jam = jams.JAMS()
         jam.file_metadata.duration = float(planted[-1])
         ann = jams.Annotation(namespace="segment_open", duration=float(planted[-1]))
