@@ -236,7 +236,7 @@ def main(argv=None) -> int:
         ckpt = SHARED / "ssmnet_reference" / f"ssmnet_nbatt{nb}_state_dict.pt"
         if ckpt.is_file():
             learned.append((f"learned_ssm (author nbatt{nb})", {"ssm_model": str(ckpt)}))
-    results, per_track = [], []
+    results = []
     for name, overrides in learned:
         df, sec = run_algorithm(ds, "learned_ssm", None, args.feature, args.framesync,
                                 args.n_jobs, overrides)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Union
 
@@ -24,6 +23,7 @@ import torch
 
 from .config import ModelConfig
 from .errors import CheckpointError, ConfigError
+from .fileio import atomic_open
 from .model import SSMNet
 
 PathLike = Union[str, os.PathLike]
@@ -40,19 +40,8 @@ def atomic_torch_save(obj: Any, path: PathLike) -> None:
 
     A reader never sees a half-written file, even if the process is killed meanwhile.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as handle:
+        torch.save(obj, handle)
 
 
 def _first_sentence(exc: BaseException) -> str:

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-import numpy as np
 
+from .fileio import atomic_open
 from .inference import Analysis
 
 
@@ -50,8 +50,7 @@ def plot_analysis(analysis: Analysis, out_path: Union[str, os.PathLike],
     ax_nov.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_open(out_path, "wb") as handle:
+        fig.savefig(handle, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, out_path)
     return out_path

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 from msaf_learned_ssm.audio import load_audio
 from msaf_learned_ssm.config import ModelConfig
 from msaf_learned_ssm.errors import AnnotationError, LearnedSSMError
+from msaf_learned_ssm.fileio import atomic_open
 from msaf_learned_ssm.features import (Patches, compute_steps, frontend_settings,
                                        patches_from_steps)
 
@@ -147,15 +147,8 @@ class FeatureCache:
             return None
 
     def _write(self, path: Path, steps: np.ndarray, times: np.ndarray, duration: float) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, steps=steps, step_times=times, duration=duration)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_open(path, "wb") as handle:
+            np.savez(handle, steps=steps, step_times=times, duration=duration)
 
     def steps(self, audio: PathLike) -> tuple[np.ndarray, np.ndarray, float]:
         """(steps (n_mels, n_steps), step_times (n_steps,), duration s) of ``audio``."""
