@@ -14,6 +14,10 @@ import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
+#: Default similarity threshold: the best of 0.5..0.9 for the shipped model on the POP909
+#: validation split (pairwise F 0.660, vs 0.629 for "auto"); see msaf_plugin.config.
+DEFAULT_THRESHOLD = 0.6
+
 
 def segment_similarity(embeddings: np.ndarray, patch_times: np.ndarray,
                        boundaries: np.ndarray) -> np.ndarray:
@@ -105,7 +109,7 @@ def cluster_segments(similarity: np.ndarray, threshold: Union[float, str] = "aut
 
 
 def label_segments(embeddings: np.ndarray, patch_times: np.ndarray, boundaries: np.ndarray,
-                   threshold: Union[float, str] = "auto") -> np.ndarray:
+                   threshold: Union[float, str] = DEFAULT_THRESHOLD) -> np.ndarray:
     """Labels of the segments between ``boundaries``, from the learned embeddings.
 
     Parameters

@@ -43,6 +43,7 @@ import numpy as np
 from msaf.algorithms.interface import SegmenterInterface
 
 from .config import PeakConfig
+from .labels import DEFAULT_THRESHOLD as DEFAULT_LABEL_THRESHOLD
 
 
 class PluginTag(str):
@@ -64,9 +65,10 @@ config: dict[str, Any] = {
     "ssm_peak_mean_half_sec": 10.0,
     "ssm_peak_distance_sec": 7.0,
     "ssm_peak_threshold": 1.35,
-    # Labels: how similar (mean learned SSM, in [0, 1]) two segments must be to share a
-    # label; "auto" picks it per track from the similarity distribution.
-    "ssm_label_threshold": "auto",
+    # Labels: segments whose mean learned similarity (in [0, 1]) is at least this share a
+    # label (average-linkage clustering), or "auto" (number of labels by silhouette);
+    # see labels.DEFAULT_THRESHOLD.
+    "ssm_label_threshold": DEFAULT_LABEL_THRESHOLD,
     # Hierarchical mode (hier=True): a finer level of phrases from the same novelty curve
     # with a lower ratio threshold and a shorter minimum distance; the coarse level is the
     # flat segmentation above, and the fine level contains all its boundaries.
@@ -188,7 +190,7 @@ class Segmenter(SegmenterInterface):
             idxs = boundaries_to_msaf_indices(times[1:-1], frame_times)
             labels = label_segments(analysis.embeddings, analysis.patch_times,
                                     frame_times[idxs], self.config.get("ssm_label_threshold",
-                                                                       "auto"))
+                                                                       DEFAULT_LABEL_THRESHOLD))
             idxs, labels = self._postprocess(idxs, labels)
             est_idxs.append(idxs)
             est_labels.append(labels)
@@ -224,5 +226,6 @@ class Segmenter(SegmenterInterface):
             analysis = analysis or self._analysis()
             seg_times = frame_times[np.minimum(est_idxs, n_frames - 1)]
             est_labels = label_segments(analysis.embeddings, analysis.patch_times, seg_times,
-                                        threshold=self.config.get("ssm_label_threshold", "auto"))
+                                        threshold=self.config.get("ssm_label_threshold",
+                                                                          DEFAULT_LABEL_THRESHOLD))
         return self._postprocess(est_idxs, est_labels)
