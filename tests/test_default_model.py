@@ -38,3 +38,14 @@ def test_msaf_process_without_model_argument_uses_shipped_model(planted_track, t
     assert len(inner) == len(own) - 2
     assert len(labels) == len(times) - 1
     assert msaf_learned_ssm.msaf_plugin.get_analyzer().meta.get("epoch") is not None
+
+
+def test_shipped_model_finds_boundaries_of_the_bundled_example():
+    from msaf_learned_ssm.examples import synthesize_sections
+
+    from conftest import hits
+
+    y, planted = synthesize_sections("ABCABDAB", 15.0)  # what examples/make_example.py writes
+    found = Analyzer(device="cpu").analyze_audio(y).boundaries[1:-1]
+    assert hits(found, planted[1:-1], window=1.5) >= len(planted) - 3  # 6 of 7
+    assert len(found) <= len(planted) - 1
