@@ -36,26 +36,9 @@ EPOCHS = 2
 
 def write_corpus(root: Path, n_tracks: int = 4, seed: int = 0) -> Path:
     """A corpus in MSAF layout: ``audio/t<k>.wav`` (48 s of 4 sections) and references."""
-    import jams
-    import soundfile as sf
+    from msaf_learned_ssm.examples import write_synthetic_corpus
 
-    from msaf_learned_ssm.examples import synthesize_sections
-
-    (root / "audio").mkdir(parents=True, exist_ok=True)
-    (root / "references").mkdir(exist_ok=True)
-    forms = ["ABAB", "ABCA", "AABB", "ABCB"]
-    for k in range(n_tracks):
-        form = forms[k % len(forms)]
-        y, bounds = synthesize_sections(form, 12.0, seed=seed + k)
-        sf.write(root / "audio" / f"t{k}.wav", y, 22050)
-        jam = jams.JAMS()
-        jam.file_metadata.duration = float(bounds[-1])
-        ann = jams.Annotation(namespace="segment_open", duration=float(bounds[-1]))
-        for s, e, lab in zip(bounds[:-1], bounds[1:], form):
-            ann.append(time=float(s), duration=float(e - s), value=lab)
-        jam.annotations.append(ann)
-        jam.save(str(root / "references" / f"t{k}.jams"))
-    return root
+    return write_synthetic_corpus(root, n_tracks, seed=seed)
 
 
 def train_command(corpus: Path, out: Path, cache: Path, resume: bool) -> list[str]:

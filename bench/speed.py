@@ -332,7 +332,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         model_path, msaf_model, model_desc = get_model(tmp)
         if REFERENCE_AUDIO.is_file():
             audio = REFERENCE_AUDIO
-            audio_desc = f"`{REFERENCE_AUDIO.name}` (POP909 song 001, FLAC 44.1 kHz)"
+            audio_desc = f"`{REFERENCE_AUDIO.name}` (POP909 song 001, FLAC 22.05 kHz mono)"
         else:
             import soundfile as sf
 

@@ -61,3 +61,44 @@ def synthesize_sections(labels: Sequence[str], section_sec: float | Sequence[flo
     lengths = np.array([len(p) for p in parts])
     boundaries = np.concatenate([[0], np.cumsum(lengths)]) / sr
     return y.astype(np.float32), boundaries
+
+
+def write_synthetic_corpus(root, n_tracks: int = 4, section_sec: float = 12.0, seed: int = 0):
+    """A small MSAF-layout corpus of synthetic tracks with their reference JAMS.
+
+    Parameters
+    ----------
+    root : path
+        Folder to create ``audio/`` (WAV) and ``references/`` (JAMS, ``segment_open``) in.
+    n_tracks : int
+        Tracks ``t0 ... t{n-1}``, with forms cycling through ABAB, ABCA, AABB, ABCB...
+    section_sec : float
+        Section duration (s).
+    seed : int
+
+    Returns
+    -------
+    pathlib.Path
+        ``root``.
+    """
+    from pathlib import Path
+
+    import jams
+    import soundfile as sf
+
+    root = Path(root)
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    (root / "references").mkdir(exist_ok=True)
+    forms = ["ABAB", "ABCA", "AABB", "ABCB", "BACA", "CABA"]
+    for k in range(n_tracks):
+        form = forms[k % len(forms)]
+        y, bounds = synthesize_sections(form, section_sec, seed=seed + k)
+        sf.write(root / "audio" / f"t{k}.wav", y, 22050)
+        jam = jams.JAMS()
+        jam.file_metadata.duration = float(bounds[-1])
+        ann = jams.Annotation(namespace="segment_open", duration=float(bounds[-1]))
+        for start, end, label in zip(bounds[:-1], bounds[1:], form):
+            ann.append(time=float(start), duration=float(end - start), value=label)
+        jam.annotations.append(ann)
+        jam.save(str(root / "references" / f"t{k}.jams"))
+    return root

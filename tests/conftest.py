@@ -64,6 +64,16 @@ def untrained_model_path(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory) -> Path:
+    """A small untrained model (1 attention layer) saved as a checkpoint file."""
+    from msaf_learned_ssm.checkpoint import save_model
+
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_model(untrained_model(attention_layers=1), path)
+    return path
+
+
 def hits(estimated, reference, window: float = 1.5) -> int:
     """Number of reference boundaries with an estimate within ``window`` seconds."""
     estimated = np.asarray(estimated)

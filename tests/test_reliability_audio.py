@@ -16,7 +16,6 @@ from click.testing import CliRunner
 
 import msaf_learned_ssm  # noqa: F401  (registers learned_ssm in MSAF)
 from msaf_learned_ssm import Analyzer, AudioLoadError, ConfigError, ShortAudioWarning
-from msaf_learned_ssm.checkpoint import save_model
 from msaf_learned_ssm.cli import main
 from msaf_learned_ssm.examples import synthesize_sections
 
@@ -28,13 +27,6 @@ SR = 22050
 @pytest.fixture(scope="module")
 def analyzer():
     return Analyzer(untrained_model(attention_layers=1), "cpu")
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_model(untrained_model(attention_layers=1), path)
-    return path
 
 
 @pytest.fixture(scope="module")

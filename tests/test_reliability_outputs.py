@@ -28,13 +28,6 @@ SR = 22050
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_model(untrained_model(attention_layers=1), path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def song(tmp_path_factory):
     path = tmp_path_factory.mktemp("audio") / "song.wav"
     sf.write(path, synthesize_sections("ABAB", 8.0)[0], SR)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from click.testing import CliRunner
 
 from msaf_learned_ssm import ModelConfig
 from msaf_learned_ssm.checkpoint import load_model, read_checkpoint
 from msaf_learned_ssm.cli import main
-from msaf_learned_ssm.examples import synthesize_sections
+from msaf_learned_ssm.examples import write_synthetic_corpus
 from training.corpus import FeatureCache, find_tracks, split_tracks
 from training.losses import joint_loss, novelty_bce, weighted_bce
 from training.targets import ground_truth_novelty, ground_truth_ssm, patch_labels
@@ -45,23 +44,7 @@ def test_weighted_bce_balances_classes():
 
 
 def _write_corpus(root, n_tracks=4, seed=0):
-    import jams
-
-    (root / "audio").mkdir(parents=True)
-    (root / "references").mkdir()
-    forms = ["ABAB", "ABCA", "AABB", "ABCB", "BACA", "CABA"]
-    for k in range(n_tracks):
-        form = forms[k % len(forms)]
-        y, bounds = synthesize_sections(form, 12.0, seed=seed + k)
-        sf.write(root / "audio" / f"t{k}.wav", y, 22050)
-        jam = jams.JAMS()
-        jam.file_metadata.duration = float(bounds[-1])
-        ann = jams.Annotation(namespace="segment_open", duration=float(bounds[-1]))
-        for s, e, lab in zip(bounds[:-1], bounds[1:], form):
-            ann.append(time=float(s), duration=float(e - s), value=lab)
-        jam.annotations.append(ann)
-        jam.save(str(root / "references" / f"t{k}.jams"))
-    return root
+    return write_synthetic_corpus(root, n_tracks, seed=seed)
 
 
 @pytest.fixture(scope="module")
