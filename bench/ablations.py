@@ -80,6 +80,9 @@ def main(argv=None) -> int:
     for name, best, n, seconds in rows:
         lines.append(f"| {name} | {best['val_HR0.5F']:.3f} | {best['val_HR3F']:.3f} | "
                      f"{best['epoch']} | {n} | {seconds / 60:.1f} |")
+    lines += ["", "A score of 0 means no estimated boundary survived trimming (the first and last "
+              "are dropped), e.g. when the only novelty peaks are the zero-padding responses "
+              "at the ends of the track."]
     args.out.write_text("\n".join(lines) + "\n")
     print(args.out.read_text())
     return 0
