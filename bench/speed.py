@@ -393,9 +393,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     say(f"- Python {platform.python_version()}, torch {torch.__version__}, default torch "
         f"threads {rows['b']['threads']}; device of (b): {rows['b']['device']} "
         f"(device=\"auto\"; CUDA available: {torch.cuda.is_available()})")
-    say("- Another process (a model training) was running on the same cores during "
-        "this run: absolute times are inflated and noisy; compare the ratios, which come "
-        "from this one run.")
+    say("- Shared machine: absolute times drift with other load (see the load average); "
+        "compare the ratios, which come from this one run.")
     say("- GPU: not measured in this session (no GPU was lent); on a CUDA machine "
         "`device=\"auto\"` selects the GPU for the encoder and the novelty head.")
     say(f"- Model: {model_desc}.")

@@ -52,3 +52,15 @@ def test_author_outputs_reproduced(shared_data, patches, name, checkpoint):
     # The author's export ends at the last patch time.
     np.testing.assert_allclose(boundary_times(peaks, p.times, p.times[-1]),
                                ref["boundaries_sec"], atol=1e-9)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_analyzer_path_reproduces_author_outputs(shared_data, name):
+    """The product path (Analyzer: CPU layout and batching tuned for speed) keeps parity."""
+    from msaf_learned_ssm import Analyzer
+
+    ref = np.load(shared_data / "ssmnet_reference" / "outputs" / f"{name}__nbatt3.npz")
+    analyzer = Analyzer(shared_data / "ssmnet_reference" / "ssmnet_nbatt3_state_dict.pt", "cpu")
+    result = analyzer.analyze(shared_data / "reference_audio" / f"{name}.flac")
+    assert np.abs(result.novelty - ref["novelty"]).max() < 1e-4
+    np.testing.assert_array_equal(result.peaks, ref["boundary_frames"])
