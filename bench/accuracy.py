@@ -91,6 +91,20 @@ def warm_feature_cache(ds: Path, feature: str) -> float:
     return (time.perf_counter() - start) / max(len(structs), 1)
 
 
+def label_scores(ref_int, ref_lab, est_int, est_lab) -> dict:
+    """Pairwise P/R/F and normalised conditional entropies (mir_eval), both annotations
+    first stretched to the same [0, end] range as the metrics require."""
+    import mir_eval
+
+    t_max = max(ref_int[-1, 1], est_int[-1, 1])
+    r_int, r_lab = mir_eval.util.adjust_intervals(ref_int, list(ref_lab), t_min=0, t_max=t_max)
+    e_int, e_lab = mir_eval.util.adjust_intervals(est_int, list(est_lab), t_min=0, t_max=t_max)
+    row = {}
+    row["PWP"], row["PWR"], row["PWF"] = mir_eval.segment.pairwise(r_int, r_lab, e_int, e_lab)
+    row["So"], row["Su"], row["Sf"] = mir_eval.segment.nce(r_int, r_lab, e_int, e_lab)
+    return row
+
+
 def labels_on_reference_boundaries(ds: Path, labels_id: str, feature: str, framesync: bool):
     """Label metrics of ``labels_id`` on the annotated boundaries, as MSAF's
     ``boundaries_id="gt"`` path does it (boundaries aligned to MSAF's frames, then the
@@ -120,15 +134,8 @@ def labels_on_reference_boundaries(ds: Path, labels_id: str, feature: str, frame
         times, labels = msaf.utils.process_segmentation_level(
             idxs, labels, n_frames, frame_times, config["features"].dur)
         est_int = np.stack([times[:-1], times[1:]], 1)
-        t_max = max(ref_int[-1, 1], est_int[-1, 1])
-        r_int, r_lab = mir_eval.util.adjust_intervals(ref_int, ref_lab, t_min=0, t_max=t_max)
-        e_int, e_lab = mir_eval.util.adjust_intervals(est_int, [str(x) for x in labels],
-                                                      t_min=0, t_max=t_max)
-        row = {"track_id": Path(fs.ref_file).stem}
-        row["PWP"], row["PWR"], row["PWF"] = mir_eval.segment.pairwise(r_int, r_lab, e_int,
-                                                                       e_lab)
-        row["So"], row["Su"], row["Sf"] = mir_eval.segment.nce(r_int, r_lab, e_int, e_lab)
-        rows.append(row)
+        rows.append({"track_id": Path(fs.ref_file).stem,
+                     **label_scores(ref_int, ref_lab, est_int, [str(x) for x in labels])})
     return pd.DataFrame(rows)
 
 
@@ -154,16 +161,7 @@ def human_agreement(ds: Path):
                 p, r, f = mir_eval.segment.detection(ref_int, est_int, window=window, trim=trim)
                 row.update({f"HitRate_{tag}{window}P": p, f"HitRate_{tag}{window}R": r,
                             f"HitRate_{tag}{window}F": f})
-        # Label metrics need both annotations to span the same [0, end] range.
-        t_max = max(ref_int[-1, 1], est_int[-1, 1])
-        ref_int2, ref_lab2 = mir_eval.util.adjust_intervals(ref_int, ref_lab, t_min=0,
-                                                            t_max=t_max)
-        est_int2, est_lab2 = mir_eval.util.adjust_intervals(est_int, est_lab, t_min=0,
-                                                            t_max=t_max)
-        row["PWP"], row["PWR"], row["PWF"] = mir_eval.segment.pairwise(ref_int2, ref_lab2,
-                                                                       est_int2, est_lab2)
-        row["So"], row["Su"], row["Sf"] = mir_eval.segment.nce(ref_int2, ref_lab2, est_int2,
-                                                               est_lab2)
+        row.update(label_scores(ref_int, ref_lab, est_int, est_lab))
         rows.append(row)
     return pd.DataFrame(rows)
 

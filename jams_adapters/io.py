@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,6 +22,7 @@ import jams
 import numpy as np
 
 from msaf_learned_ssm.errors import AnnotationError
+from msaf_learned_ssm.fileio import atomic_open
 
 from .segments import DURATION_TOL, SNAP_TOL, segments_to_jams
 
@@ -46,12 +46,6 @@ def is_reference_path(path: str | os.PathLike) -> bool:
     """Whether ``path`` lies in a folder named :data:`REFERENCES_DIR` (symlinks resolved)."""
     resolved = Path(path).resolve()
     return REFERENCES_DIR in resolved.parent.parts or REFERENCES_DIR in Path(path).parent.parts
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def save_jams_atomic(jam: jams.JAMS, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -97,33 +91,12 @@ def save_jams_atomic(jam: jams.JAMS, path: str | os.PathLike, overwrite: bool = 
     except jams.JamsError as exc:
         raise AnnotationError(f"{path}: not writing an invalid JAMS ({str(exc).splitlines()[0]})") from None
 
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with atomic_open(path, "w", overwrite=overwrite and not is_reference_path(path)) as fh:
             json.dump(jam.__json__, fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp makes the file 0600; give it the permissions a plain open() would.
-        os.chmod(tmp, 0o666 & ~_umask())
-        if overwrite and not is_reference_path(path):
-            os.replace(tmp, path)
-        else:
-            # A hard link fails if the destination appeared meanwhile: no check-then-write race.
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise AnnotationExistsError(
-                    f"{path}: file appeared while writing; not overwritten"
-                ) from None
-            except OSError:
-                # File systems without hard links: fall back to check-then-replace.
-                if path.exists():
-                    raise AnnotationExistsError(f"{path}: file exists; not overwritten") from None
-                os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    except FileExistsError:
+        raise AnnotationExistsError(f"{path}: file appeared while writing; not overwritten") \
+            from None
     return path
 
 

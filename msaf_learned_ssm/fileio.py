@@ -24,9 +24,26 @@ def _umask() -> int:
     return mask
 
 
+def _commit_new(tmp: str, path: Path) -> None:
+    """Move ``tmp`` to ``path`` only if ``path`` does not exist (FileExistsError if it does)."""
+    try:
+        # A hard link fails if the destination exists, even one that appeared while
+        # writing: no check-then-write race.
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        # File systems without hard links: fall back to check-then-replace.
+        if path.exists():
+            raise FileExistsError(f"{path}: file exists") from None
+        os.replace(tmp, path)
+    else:
+        os.unlink(tmp)
+
+
 @contextlib.contextmanager
-def atomic_open(path: PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file beside ``path``; on success it replaces ``path`` atomically.
+def atomic_open(path: PathLike, mode: str = "wb", overwrite: bool = True) -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on success it becomes ``path`` atomically.
 
     On any error (or interruption) the temporary file is removed and ``path`` is untouched.
 
@@ -36,6 +53,9 @@ def atomic_open(path: PathLike, mode: str = "wb") -> Iterator[IO]:
         Final file.
     mode : str
         ``"wb"`` or ``"w"`` (text, UTF-8).
+    overwrite : bool
+        Replace an existing ``path``; if False, raise FileExistsError when ``path`` exists
+        at the moment of the commit (the new content is then discarded).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,7 +66,10 @@ def atomic_open(path: PathLike, mode: str = "wb") -> Iterator[IO]:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _commit_new(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Union
 
@@ -105,7 +105,6 @@ class Analysis:
     embeddings: np.ndarray
     duration: float
     source: str = "<array>"
-    timings: dict = field(default_factory=dict)
 
     def ssm(self) -> np.ndarray:
         """Scaled cosine SSM of the embeddings, shape (T, T), values in [0, 1]."""
@@ -177,8 +176,10 @@ class Analyzer:
         return compute_patches(y, self.config)
 
     @torch.inference_mode()
-    def analyze_patches(self, patches: Patches, source: str = "<array>") -> Analysis:
-        """Segment a track from its patches.
+    def analyze_patches(self, patches: Patches, source: str = "<array>",
+                        peaks: Optional[PeakConfig] = None) -> Analysis:
+        """Segment a track from its patches (``peaks``: peak picking for this call only,
+        default ``self.peaks``).
 
         Tracks shorter than the novelty kernel (``config.kernel_size`` patches, about
         21 s with the defaults), or silent, give one segment and a :class:`ShortAudioWarning`.
@@ -194,9 +195,9 @@ class Analyzer:
         x = torch.from_numpy(patches.data).to(self.device)
         embeddings, novelty = self.model(x)
         novelty_np = novelty.float().cpu().numpy()
-        peaks = pick_peaks(novelty_np, self.config.patch_hop_sec, self.peaks)
-        return Analysis(boundaries=boundary_times(peaks, patches.times, patches.duration),
-                        peaks=peaks, patch_times=patches.times, novelty=novelty_np,
+        found = pick_peaks(novelty_np, self.config.patch_hop_sec, peaks or self.peaks)
+        return Analysis(boundaries=boundary_times(found, patches.times, patches.duration),
+                        peaks=found, patch_times=patches.times, novelty=novelty_np,
                         embeddings=embeddings.float().cpu().numpy(),
                         duration=patches.duration, source=source)
 
@@ -214,8 +215,9 @@ class Analyzer:
             y = librosa.resample(y, orig_sr=sr, target_sr=self.config.sample_rate)
         return self.analyze_patches(compute_patches(y, self.config))
 
-    def analyze(self, path: PathLike) -> Analysis:
-        """Segment one audio file.
+    def analyze(self, path: PathLike, peaks: Optional[PeakConfig] = None) -> Analysis:
+        """Segment one audio file (``peaks``: peak picking for this call only, default
+        ``self.peaks``; a shared Analyzer is never modified).
 
         Raises
         ------
@@ -228,7 +230,7 @@ class Analyzer:
         ShortAudioWarning
             Audio shorter than the novelty kernel, or silent: one segment is returned.
         """
-        return self.analyze_patches(self.patches(path), str(path))
+        return self.analyze_patches(self.patches(path), str(path), peaks)
 
     def analyze_many(self, paths: Iterable[PathLike], prefetch: int = 2
                      ) -> Iterator[tuple[str, Union[Analysis, LearnedSSMError]]]:

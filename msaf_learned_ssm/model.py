@@ -335,10 +335,3 @@ class SSMNet(nn.Module):
         """
         embeddings = self.encoder(patches)
         return embeddings, self.novelty(embeddings)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-

@@ -159,6 +159,25 @@ def hierarchical_peaks(novelty: np.ndarray, hop_sec: float, coarse: PeakConfig,
 class Segmenter(SegmenterInterface):
     """MSAF Segmenter running the learned SSM model on the track's audio."""
 
+    def _frame_times(self) -> np.ndarray:
+        """Time stamps of MSAF's feature frames for this track (one per frame)."""
+        n_frames = self.features.features.shape[0]
+        return np.asarray(self.features.frame_times)[:n_frames]
+
+    def _analyzer(self):
+        return get_analyzer(self.config.get("ssm_model", "default"),
+                            self.config.get("ssm_device", "auto"))
+
+    def _analysis(self, peaks: PeakConfig | None = None):
+        return self._analyzer().analyze(self.audio_file,
+                                        peaks=peaks or _peak_config(self.config))
+
+    def _labels(self, analysis, seg_times: np.ndarray) -> np.ndarray:
+        from .labels import label_segments
+
+        return label_segments(analysis.embeddings, analysis.patch_times, seg_times,
+                              self.config.get("ssm_label_threshold", DEFAULT_LABEL_THRESHOLD))
+
     def processHierarchical(self):
         """Two levels (sections, then phrases) from the same novelty curve.
 
@@ -169,48 +188,27 @@ class Segmenter(SegmenterInterface):
         est_labels : list of two np.ndarray
             Labels per level, from the learned SSM.
         """
-        from .labels import label_segments
         from .peaks import boundary_times
 
-        frame_times = np.asarray(self.features.frame_times)
-        n_frames = self.features.features.shape[0]
-        frame_times = frame_times[:n_frames]
-        analysis = self._analysis()
+        frame_times = self._frame_times()
         coarse = _peak_config(self.config)
         fine = PeakConfig(coarse.mean_half_sec,
                           float(self.config.get("ssm_fine_peak_distance_sec", 3.5)),
                           float(self.config.get("ssm_fine_peak_threshold", 1.15)))
-        hop = float(np.median(np.diff(analysis.patch_times))) if len(analysis.patch_times) > 1 \
-            else 1.0
-        levels = hierarchical_peaks(analysis.novelty, hop, coarse, fine) \
-            if len(analysis.peaks) or len(analysis.novelty) else [np.zeros(0, int)] * 2
+        analysis = self._analysis(coarse)
+        hop_sec = self._analyzer().config.patch_hop_sec
         est_idxs, est_labels = [], []
-        for peaks in levels:
+        for peaks in hierarchical_peaks(analysis.novelty, hop_sec, coarse, fine):
             times = boundary_times(peaks, analysis.patch_times, analysis.duration)
             idxs = boundaries_to_msaf_indices(times[1:-1], frame_times)
-            labels = label_segments(analysis.embeddings, analysis.patch_times,
-                                    frame_times[idxs], self.config.get("ssm_label_threshold",
-                                                                       DEFAULT_LABEL_THRESHOLD))
-            idxs, labels = self._postprocess(idxs, labels)
+            idxs, labels = self._postprocess(idxs, self._labels(analysis, frame_times[idxs]))
             est_idxs.append(idxs)
             est_labels.append(labels)
         return est_idxs, est_labels
 
-    def _analysis(self):
-        analyzer = get_analyzer(self.config.get("ssm_model", "default"),
-                                self.config.get("ssm_device", "auto"))
-        analyzer_peaks = _peak_config(self.config)
-        previous, analyzer.peaks = analyzer.peaks, analyzer_peaks
-        try:
-            return analyzer.analyze(self.audio_file)
-        finally:
-            analyzer.peaks = previous
-
     def processFlat(self):
         """Boundaries (frame indices on MSAF's grid) and labels of the track."""
-        frame_times = np.asarray(self.features.frame_times)
-        n_frames = self.features.features.shape[0]
-        frame_times = frame_times[:n_frames]
+        frame_times = self._frame_times()
         analysis = None
         if self.in_bound_idxs is None:
             analysis = self._analysis()
@@ -221,11 +219,7 @@ class Segmenter(SegmenterInterface):
         if "in_labels" in self.config:
             est_labels = np.ones(len(est_idxs) - 1) * -1
         else:
-            from .labels import label_segments
-
             analysis = analysis or self._analysis()
-            seg_times = frame_times[np.minimum(est_idxs, n_frames - 1)]
-            est_labels = label_segments(analysis.embeddings, analysis.patch_times, seg_times,
-                                        threshold=self.config.get("ssm_label_threshold",
-                                                                          DEFAULT_LABEL_THRESHOLD))
+            seg_times = frame_times[np.minimum(est_idxs, len(frame_times) - 1)]
+            est_labels = self._labels(analysis, seg_times)
         return self._postprocess(est_idxs, est_labels)

@@ -170,5 +170,4 @@ class FeatureCache:
         return patches_from_steps(steps, times, duration, self.config)
 
 
-__all__ = ["FeatureCache", "Track", "find_tracks", "read_id_list", "split_tracks",
-           "LearnedSSMError"]
+__all__ = ["FeatureCache", "Track", "find_tracks", "read_id_list", "split_tracks"]
