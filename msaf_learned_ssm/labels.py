@@ -15,7 +15,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
 #: Default similarity threshold: the best of 0.5..0.9 for the shipped model on the POP909
-#: validation split (pairwise F 0.660, vs 0.629 for "auto"); see msaf_plugin.config.
+#: validation split (pairwise F 0.660, vs 0.629 for "auto"; bench/label_threshold.py).
 DEFAULT_THRESHOLD = 0.6
 
 

@@ -1,0 +1,47 @@
+"""Validation hit rates of model files, with the trainer's own evaluation (mir_eval,
+trimmed, default peak picking) on a list of songs: compares the shipped model with the
+author's published checkpoints on the songs used for model selection.
+
+Usage::
+
+    python bench/validation_scores.py MODEL.pt [MODEL.pt ...] [--ids FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv=None) -> int:
+    import torch
+
+    from msaf_learned_ssm.checkpoint import load_model
+    from msaf_learned_ssm.config import PeakConfig
+    from training.corpus import FeatureCache, find_tracks, read_id_list
+    from training.trainer import TrainConfig, evaluate, load_example
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+")
+    parser.add_argument("--corpus", type=Path, default=ROOT / "corpora" / "pop909")
+    parser.add_argument("--ids", type=Path,
+                        default=ROOT / "msaf_learned_ssm" / "models" / "default_val_ids.txt")
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / "cache" / "pop909")
+    args = parser.parse_args(argv)
+    tracks = find_tracks(args.corpus, read_id_list(args.ids))
+    print(f"| model | HR0.5F | HR3F ({len(tracks)} songs) |\n|---|---|---|")
+    for name in args.models:
+        model, _ = load_model(name)
+        cache = FeatureCache(args.cache_dir, model.config)
+        examples = [load_example(t, cache, TrainConfig()) for t in tracks]
+        s = evaluate(model, examples, PeakConfig(), torch.device("cpu"))
+        print(f"| {Path(name).name} | {s['HR0.5F']:.3f} | {s['HR3F']:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
