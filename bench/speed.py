@@ -85,7 +85,9 @@ def _sync(device) -> None:
 def author_pipeline(path: str, model, per_patch: bool = True) -> tuple[np.ndarray, dict]:
     """The author's inference settings, on this package's modules.
 
-    ``librosa.load`` (mono, soxr resampling), the same log-mel patches, the conv encoder
+    ``librosa.load`` (mono, soxr resampling), the log-mel patches computed with
+    ``librosa.feature.melspectrogram`` (:func:`~msaf_learned_ssm.features.log_mel_librosa`,
+    as the author's release), the conv encoder
     one patch at a time (``per_patch``; else all patches in one batch), PyTorch's own
     ``TransformerEncoderLayer`` forward (which forms the (heads, T, T) attention weights),
     then the novelty kernels convolved over the whole T x T SSM and its diagonal taken
@@ -112,7 +114,8 @@ def author_pipeline(path: str, model, per_patch: bool = True) -> tuple[np.ndarra
     import torch.nn.functional as F
 
     from msaf_learned_ssm.config import PeakConfig
-    from msaf_learned_ssm.features import compute_patches
+    from msaf_learned_ssm.features import (average_steps, log_mel_librosa,
+                                           patches_from_steps, standardize_bands)
     from msaf_learned_ssm.model import cosine_ssm
     from msaf_learned_ssm.peaks import boundary_times, pick_peaks
 
@@ -120,7 +123,10 @@ def author_pipeline(path: str, model, per_patch: bool = True) -> tuple[np.ndarra
     t = [time.perf_counter()]
     y, _ = librosa.load(path, sr=config.sample_rate, mono=True)
     t.append(time.perf_counter())
-    patches = compute_patches(y, config)
+    mel = standardize_bands(log_mel_librosa(y, config))
+    steps, step_times = average_steps(mel, config.frames_per_step, config.frame_sec)
+    patches = patches_from_steps(steps.astype(np.float32), step_times,
+                                 len(y) / config.sample_rate, config)
     t.append(time.perf_counter())
     with torch.no_grad():
         x = torch.from_numpy(patches.data).unsqueeze(1)  # (T, 1, n_mels, steps)

@@ -8,11 +8,15 @@ over the track, frames averaged in groups of 4 (about 0.093 s), patches of 40 st
 
 from __future__ import annotations
 
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from .config import ModelConfig
+from .parallel import resolve_threads
 
 
 @dataclass
@@ -37,13 +41,91 @@ class Patches:
         return int(self.data.shape[0])
 
 
-def log_mel(y: np.ndarray, config: ModelConfig) -> np.ndarray:
+#: Frames per block of the short-time Fourier transform in :func:`log_mel`: a block's
+#: windowed frames (4 MB) stay in cache, and blocks run in parallel threads.
+STFT_BLOCK_FRAMES = 512
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmax: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Periodic Hann window (n_fft,) and librosa's mel filters, float32.
+
+    The filters are returned as (2 * n_bins, n_mels) with each row repeated twice and the
+    bins above the last non-zero one dropped, so that the squared real and imaginary
+    parts of the used FFT bins (viewed as interleaved floats) project straight to mel
+    power in one matrix product.
+    """
+    import librosa
+
+    basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmax=fmax)
+    n_bins = int(np.flatnonzero(basis.any(axis=0)).max()) + 1
+    window = librosa.filters.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+    projection = np.ascontiguousarray(np.repeat(basis[:, :n_bins], 2, axis=1).T,
+                                      dtype=np.float32)
+    window.setflags(write=False)  # shared by every call (lru_cache)
+    projection.setflags(write=False)
+    return window, projection
+
+
+def _mel_power_block(frames: np.ndarray, window: np.ndarray, projection: np.ndarray
+                     ) -> np.ndarray:
+    """Mel power of a block of frames: (n, n_fft) samples -> (n, n_mels)."""
+    import scipy.fft
+
+    spectrum = scipy.fft.rfft(frames * window, axis=1)  # complex64 for float32 frames
+    interleaved = spectrum.view(np.float32)[:, : projection.shape[0]]  # re, im, re, im...
+    return np.square(interleaved) @ projection
+
+
+def log_mel(y: np.ndarray, config: ModelConfig, n_threads: Optional[int] = None
+            ) -> np.ndarray:
     """Log-compressed mel spectrogram ``log(1 + gamma * mel)``.
+
+    Equals :func:`log_mel_librosa` (``librosa.feature.melspectrogram`` with a centred,
+    zero-padded, periodic-Hann STFT and power 2) within float32 rounding (about 1e-6,
+    ``tests/test_features.py``), three times faster: the STFT runs in float32, in
+    cache-sized blocks spread over ``n_threads`` threads, and only up to the last FFT bin
+    the mel filters use (``fmax``).
 
     Parameters
     ----------
     y : np.ndarray, shape (n_samples,)
         Mono audio at ``config.sample_rate``.
+    config : ModelConfig
+    n_threads : int > 0 or None
+        Threads for the STFT blocks (None: the cores this process may use).
+
+    Returns
+    -------
+    np.ndarray, shape (n_mels, n_frames), float32
+        ``n_frames = 1 + n_samples // hop_length``.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    window, projection = _mel_filters(config.sample_rate, config.n_fft, config.n_mels,
+                                      float(config.fmax))
+    half = config.n_fft // 2
+    padded = np.pad(y, half)  # centred frames, zero padding (librosa's pad_mode="constant")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, config.n_fft)
+    frames = frames[::config.hop_length]  # (n_frames, n_fft), a view
+    blocks = [frames[i: i + STFT_BLOCK_FRAMES] for i in range(0, len(frames), STFT_BLOCK_FRAMES)]
+    n_threads = min(resolve_threads(n_threads), len(blocks))
+    if n_threads > 1:
+        # numpy and scipy.fft release the GIL: the blocks run in parallel.
+        with ThreadPoolExecutor(n_threads) as pool:
+            parts = list(pool.map(lambda b: _mel_power_block(b, window, projection), blocks))
+    else:
+        parts = [_mel_power_block(b, window, projection) for b in blocks]
+    mel = np.concatenate(parts)
+    mel *= config.log_gamma
+    return np.log1p(mel, out=mel).T
+
+
+def log_mel_librosa(y: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """:func:`log_mel` computed as the author's release does, with librosa.
+
+    The reference :func:`log_mel` is tested against, and the front-end of the author's
+    pipeline in ``bench/speed.py``.
 
     Returns
     -------
@@ -132,13 +214,17 @@ def extract_patches(steps: np.ndarray, step_times: np.ndarray, half_steps: int, 
     return np.ascontiguousarray(patches.transpose(1, 0, 2)), step_times[centres]
 
 
-def compute_steps(y: np.ndarray, config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+def compute_steps(y: np.ndarray, config: ModelConfig, n_threads: Optional[int] = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Standardised log-mel averaged into steps (the part worth caching for training).
 
     Parameters
     ----------
     y : np.ndarray, shape (n_samples,)
         Mono audio at ``config.sample_rate``.
+    config : ModelConfig
+    n_threads : int > 0 or None
+        Threads for the STFT (None: the cores this process may use).
 
     Returns
     -------
@@ -146,7 +232,7 @@ def compute_steps(y: np.ndarray, config: ModelConfig) -> tuple[np.ndarray, np.nd
     step_times : np.ndarray, shape (n_steps,)
         Time of each step (s).
     """
-    mel = standardize_bands(log_mel(y, config))
+    mel = standardize_bands(log_mel(y, config, n_threads))
     steps, step_times = average_steps(mel, config.frames_per_step, config.frame_sec)
     return steps.astype(np.float32, copy=False), step_times
 
@@ -159,20 +245,24 @@ def patches_from_steps(steps: np.ndarray, step_times: np.ndarray, duration: floa
     return Patches(data.astype(np.float32, copy=False), times, duration)
 
 
-def compute_patches(y: np.ndarray, config: ModelConfig) -> Patches:
+def compute_patches(y: np.ndarray, config: ModelConfig, n_threads: Optional[int] = None
+                    ) -> Patches:
     """Full front-end: mono audio to standardised log-mel patches and their times.
 
     Parameters
     ----------
     y : np.ndarray, shape (n_samples,)
         Mono audio at ``config.sample_rate``.
+    config : ModelConfig
+    n_threads : int > 0 or None
+        Threads for the STFT (None: the cores this process may use).
 
     Returns
     -------
     Patches
         Possibly with zero patches when the audio is shorter than one patch (~3.8 s).
     """
-    steps, step_times = compute_steps(y, config)
+    steps, step_times = compute_steps(y, config, n_threads)
     return patches_from_steps(steps, step_times, len(y) / config.sample_rate, config)
 
 

@@ -171,10 +171,15 @@ class Analyzer:
     def config(self) -> ModelConfig:
         return self.model.config
 
-    def patches(self, path: PathLike) -> Patches:
-        """Decode ``path`` and compute its patches (CPU work, thread-safe)."""
-        y = load_audio(path, self.config.sample_rate)
-        return compute_patches(y, self.config)
+    def patches(self, path: PathLike, n_threads: Optional[int] = None) -> Patches:
+        """Decode ``path`` and compute its patches (CPU work, thread-safe).
+
+        ``n_threads``: threads for decoding and the STFT; None follows
+        ``torch.get_num_threads()``, so that one setting bounds all the CPU work.
+        """
+        n_threads = n_threads or torch.get_num_threads()
+        y = load_audio(path, self.config.sample_rate, n_threads)
+        return compute_patches(y, self.config, n_threads)
 
     @torch.inference_mode()
     def analyze_patches(self, patches: Patches, source: str = "<array>",
@@ -214,7 +219,7 @@ class Analyzer:
         if sr != self.config.sample_rate:
             import librosa
             y = librosa.resample(y, orig_sr=sr, target_sr=self.config.sample_rate)
-        return self.analyze_patches(compute_patches(y, self.config))
+        return self.analyze_patches(compute_patches(y, self.config, torch.get_num_threads()))
 
     def analyze(self, path: PathLike, peaks: Optional[PeakConfig] = None) -> Analysis:
         """Segment one audio file (``peaks``: peak picking for this call only, default
@@ -241,11 +246,12 @@ class Analyzer:
         file does not stop a batch.
         """
         paths = [str(p) for p in paths]
+        # Files decode one thread each: the parallelism is across files, beside the model.
         with ThreadPoolExecutor(max_workers=max(1, prefetch)) as pool:
-            futures = [pool.submit(self.patches, p) for p in paths[:prefetch]]
+            futures = [pool.submit(self.patches, p, 1) for p in paths[:prefetch]]
             for i, path in enumerate(paths):
                 if i + prefetch < len(paths):
-                    futures.append(pool.submit(self.patches, paths[i + prefetch]))
+                    futures.append(pool.submit(self.patches, paths[i + prefetch], 1))
                 try:
                     patches = futures[i].result()
                     yield path, self.analyze_patches(patches, path)

@@ -37,6 +37,18 @@ def test_ssm_band_matches_ssm():
             assert float(band[i, 3 + d]) == pytest.approx(float(want), abs=1e-5)
 
 
+@pytest.mark.parametrize("n,half_width,chunk", [(50, 7, 8), (50, 20, 3), (9, 12, 4),
+                                                (64, 5, 64), (65, 5, 64)])
+def test_ssm_band_chunks_equal_dense_band(n, half_width, chunk):
+    # Chunk edges (a partial last chunk, chunks narrower than the band) change nothing.
+    torch.manual_seed(n + chunk)
+    e = F.normalize(torch.randn(n, 16), dim=1)
+    ssm = F.pad(cosine_ssm(e), (half_width, half_width))  # zero outside the track
+    dense = torch.stack([ssm[i, i: i + 2 * half_width + 1] for i in range(n)])
+    torch.testing.assert_close(ssm_band(e, half_width, chunk=chunk), dense,
+                               atol=1e-5, rtol=0)
+
+
 def test_novelty_head_band_equals_full_path():
     model = SSMNet(ModelConfig(attention_layers=1)).eval()
     x = torch.randn(60, 80, 40)

@@ -1,0 +1,118 @@
+"""The fast front-end equals the reference one: parallel FLAC decoding gives the samples
+``soundfile.read`` gives, the float32 blocked STFT gives librosa's log-mel, and the
+inference-only conv path gives the training path's output."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+
+from msaf_learned_ssm import audio
+from msaf_learned_ssm.audio import load_audio
+from msaf_learned_ssm.config import ModelConfig
+from msaf_learned_ssm.examples import synthesize_sections
+from msaf_learned_ssm.features import compute_patches, log_mel, log_mel_librosa
+from msaf_learned_ssm.model import SSMNet, _max_pool_eval
+
+SR = 22050
+
+
+@pytest.fixture(scope="module")
+def music() -> np.ndarray:
+    """60 s of sections at 22.05 kHz: long enough for the parallel FLAC decoder."""
+    return synthesize_sections("ABCA", 15.0)[0]
+
+
+# ------------------------------------------------------------------------ decoding
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("n_threads", [2, 3, 4])
+def test_parallel_flac_decode_is_bit_identical(tmp_path, music, channels, n_threads):
+    assert len(music) >= audio.PARALLEL_MIN_FRAMES  # else the test would not test it
+    data = music if channels == 1 else np.stack([music, 0.5 * music[::-1]], axis=1)
+    path = tmp_path / "music.flac"
+    sf.write(path, data, SR, subtype="PCM_16")
+    expected, sr = sf.read(path, dtype="float32", always_2d=True)
+    got, got_sr = audio._read_soundfile(path, n_threads)
+    assert got_sr == sr and got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(load_audio(path, SR, n_threads), load_audio(path, SR, 1))
+
+
+def test_truncated_long_flac_gives_samples_or_clear_error(tmp_path, music):
+    # The header promises more samples than the parallel parts can decode.
+    path = tmp_path / "full.flac"
+    sf.write(path, music, SR)
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    try:
+        y = load_audio(cut, SR, n_threads=2)
+    except audio.AudioLoadError as exc:
+        assert str(cut) in str(exc) and "cannot decode" in str(exc)
+    else:
+        assert 0 < len(y) <= len(music)
+        np.testing.assert_array_equal(y, load_audio(cut, SR, n_threads=1))
+
+
+# ------------------------------------------------------------------------ features
+
+
+@pytest.mark.parametrize("n_samples", [1, 100, 1023, 2048, 5000, 66167, 512 * 1100 + 3])
+def test_log_mel_equals_librosa(n_samples):
+    config = ModelConfig()
+    y = (0.1 * np.random.default_rng(n_samples).standard_normal(n_samples)).astype(np.float32)
+    with pytest.warns(UserWarning) if n_samples < config.n_fft else nullcontext():
+        expected = log_mel_librosa(y, config)  # librosa warns when n_fft > len(y)
+    for n_threads in (1, 2):
+        got = log_mel(y, config, n_threads)
+        assert got.shape == expected.shape == (config.n_mels, 1 + n_samples // config.hop_length)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, atol=5e-6, rtol=0)
+
+
+def test_log_mel_on_music_and_float64_input(music):
+    config = ModelConfig()
+    expected = log_mel_librosa(music, config)
+    np.testing.assert_allclose(log_mel(music.astype(np.float64), config), expected,
+                               atol=5e-6, rtol=0)
+
+
+def test_patches_do_not_depend_on_thread_count(music):
+    config = ModelConfig()
+    one, two = compute_patches(music, config, 1), compute_patches(music, config, 2)
+    np.testing.assert_array_equal(one.data, two.data)
+    np.testing.assert_array_equal(one.times, two.times)
+
+
+# ------------------------------------------------------------------------ encoder
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 80, 40), (2, 5, 9, 7), (1, 1, 2, 2)])
+def test_max_pool_eval_equals_max_pool(shape):
+    x = torch.randn(shape)
+    x.view(-1)[::7] = float("nan")  # NaN propagates in both
+    pool = torch.nn.MaxPool2d(2)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        y = x.contiguous(memory_format=layout)
+        torch.testing.assert_close(_max_pool_eval(pool, y), F.max_pool2d(y, 2),
+                                   rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("slope", [0.25, -0.3])
+def test_eval_conv_path_equals_training_path(slope):
+    # Pooling before a PReLU is exact only for slopes >= 0; a negative slope keeps the order.
+    torch.manual_seed(0)
+    model = SSMNet(ModelConfig(attention_layers=0)).eval()
+    with torch.no_grad():
+        for block in model.encoder.conv:
+            block[1].weight.fill_(slope)
+    x = torch.randn(20, 80, 40)
+    with torch.inference_mode():
+        expected = F.normalize(torch.tanh(model.encoder.conv(x[:, None]).flatten(1)), dim=1)
+        torch.testing.assert_close(model.encoder(x), expected, atol=1e-6, rtol=1e-6)
