@@ -84,8 +84,6 @@ def _decode(path: Path, n_threads: Optional[int] = None) -> tuple[np.ndarray, in
         (``soundfile.LibsndfileError``, ``RuntimeError``, audioread's ``NoBackendError``,
         ``EOFError``...); all become one error that names the file.
     """
-    import soundfile as sf
-
     try:
         data, sr = _read_soundfile(path, n_threads)
         return data.T, int(sr)
