@@ -53,7 +53,7 @@ def _mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmax: float
 
     The filters are returned as (2 * n_bins, n_mels) with each row repeated twice and the
     bins above the last non-zero one dropped, so that the squared real and imaginary
-    parts of the used FFT bins (viewed as interleaved floats) project straight to mel
+    parts of the used FFT bins (:func:`_interleaved_spectrum`) project straight to mel
     power in one matrix product.
     """
     import librosa
@@ -66,16 +66,6 @@ def _mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmax: float
     window.setflags(write=False)  # shared by every call (lru_cache)
     projection.setflags(write=False)
     return window, projection
-
-
-def _mel_power_block(frames: np.ndarray, window: np.ndarray, projection: np.ndarray
-                     ) -> np.ndarray:
-    """Mel power of a block of frames: (n, n_fft) samples -> (n, n_mels)."""
-    import scipy.fft
-
-    spectrum = scipy.fft.rfft(frames * window, axis=1)  # complex64 for float32 frames
-    interleaved = spectrum.view(np.float32)[:, : projection.shape[0]]  # re, im, re, im...
-    return np.square(interleaved) @ projection
 
 
 def log_mel(y: np.ndarray, config: ModelConfig, n_threads: Optional[int] = None
@@ -104,21 +94,58 @@ def log_mel(y: np.ndarray, config: ModelConfig, n_threads: Optional[int] = None
     y = np.asarray(y, dtype=np.float32)
     window, projection = _mel_filters(config.sample_rate, config.n_fft, config.n_mels,
                                       float(config.fmax))
-    half = config.n_fft // 2
-    padded = np.pad(y, half)  # centred frames, zero padding (librosa's pad_mode="constant")
-    frames = np.lib.stride_tricks.sliding_window_view(padded, config.n_fft)
-    frames = frames[::config.hop_length]  # (n_frames, n_fft), a view
-    blocks = [frames[i: i + STFT_BLOCK_FRAMES] for i in range(0, len(frames), STFT_BLOCK_FRAMES)]
-    n_threads = min(resolve_threads(n_threads), len(blocks))
+    n_fft, hop = config.n_fft, config.hop_length
+    n_frames = 1 + len(y) // hop
+    mel = np.empty((n_frames, config.n_mels), dtype=np.float32)
+
+    def mel_block(first: int) -> None:
+        count = min(STFT_BLOCK_FRAMES, n_frames - first)
+        frames = _centred_frames(y, first, count, n_fft, hop)
+        np.matmul(np.square(_interleaved_spectrum(frames, window, projection.shape[0])),
+                  projection, out=mel[first: first + count])
+
+    firsts = range(0, n_frames, STFT_BLOCK_FRAMES)
+    n_threads = min(resolve_threads(n_threads), len(firsts))
     if n_threads > 1:
         # numpy and scipy.fft release the GIL: the blocks run in parallel.
         with ThreadPoolExecutor(n_threads) as pool:
-            parts = list(pool.map(lambda b: _mel_power_block(b, window, projection), blocks))
+            list(pool.map(mel_block, firsts))
     else:
-        parts = [_mel_power_block(b, window, projection) for b in blocks]
-    mel = np.concatenate(parts)
+        for first in firsts:
+            mel_block(first)
     mel *= config.log_gamma
     return np.log1p(mel, out=mel).T
+
+
+def _centred_frames(y: np.ndarray, first: int, count: int, n_fft: int, hop: int
+                    ) -> np.ndarray:
+    """Frames ``first ... first + count - 1`` of a centred STFT with zero padding.
+
+    Frame t covers samples ``t * hop - n_fft // 2`` to ``t * hop + n_fft // 2`` (zeros
+    outside the signal, librosa's ``pad_mode="constant"``). Only this block's samples are
+    copied: padding the whole signal would copy it all (17 MB for 200 s) on every call.
+
+    Returns
+    -------
+    np.ndarray, shape (count, n_fft), a read-only view of a new buffer
+    """
+    start = first * hop - n_fft // 2
+    stop = (first + count - 1) * hop - n_fft // 2 + n_fft
+    buffer = np.zeros(stop - start, dtype=np.float32)
+    lo, hi = max(start, 0), min(stop, len(y))
+    if hi > lo:
+        buffer[lo - start: hi - start] = y[lo:hi]
+    return np.lib.stride_tricks.sliding_window_view(buffer, n_fft)[::hop]
+
+
+def _interleaved_spectrum(frames: np.ndarray, window: np.ndarray, n_values: int
+                          ) -> np.ndarray:
+    """Windowed rfft of each frame as interleaved floats (re, im, re, im...), first
+    ``n_values`` floats (the bins the mel filters use): (n, n_fft) -> (n, n_values)."""
+    import scipy.fft
+
+    spectrum = scipy.fft.rfft(frames * window, axis=1)  # complex64 for float32 frames
+    return spectrum.view(np.float32)[:, :n_values]
 
 
 def log_mel_librosa(y: np.ndarray, config: ModelConfig) -> np.ndarray:
