@@ -106,15 +106,27 @@ def log_mel(y: np.ndarray, config: ModelConfig, n_threads: Optional[int] = None
 
     firsts = range(0, n_frames, STFT_BLOCK_FRAMES)
     n_threads = min(resolve_threads(n_threads), len(firsts))
-    if n_threads > 1:
-        # numpy and scipy.fft release the GIL: the blocks run in parallel.
-        with ThreadPoolExecutor(n_threads) as pool:
-            list(pool.map(mel_block, firsts))
-    else:
-        for first in firsts:
-            mel_block(first)
+    # One BLAS thread per block: OpenBLAS's own threads would otherwise keep spinning
+    # after the products and slow the encoder that runs next (0.085 s -> up to 0.19 s
+    # for a 200 s track on 2 cores, measured).
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        if n_threads > 1:
+            # numpy and scipy.fft release the GIL: the blocks run in parallel.
+            with ThreadPoolExecutor(n_threads) as pool:
+                list(pool.map(mel_block, firsts))
+        else:
+            for first in firsts:
+                mel_block(first)
     mel *= config.log_gamma
     return np.log1p(mel, out=mel).T
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries (inspected once: 1.5 ms)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def _centred_frames(y: np.ndarray, first: int, count: int, n_fft: int, hop: int
