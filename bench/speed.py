@@ -54,6 +54,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 REFERENCE_AUDIO = SHARED / "reference_audio" / "pop909_001.flac"
+#: Batch rows: the three reference files, four times each (12 files).
+BATCH_AUDIO = [SHARED / "reference_audio" / name for name in
+               ("pop909_001.flac", "pop909_002.flac", "sargon_mindless_cut.flac")]
 sys.path.insert(0, str(ROOT))
 
 MSAF_ALGOS = ["foote", "sf", "olda", "scluster", "cnmf", "vmo"]
@@ -217,6 +220,32 @@ def worker_analyzer(args) -> None:
           "threads": torch.get_num_threads(), "rss_before_mb": rss_before})
 
 
+def worker_many(args) -> None:
+    """Batch: ``Analyzer.analyze_many`` over a list of files (``--audio`` comma-separated),
+    model loaded, one warm-up pass; median of ``repeats`` passes."""
+    import torch
+
+    from msaf_learned_ssm import Analyzer
+
+    paths = args.audio.split(",")
+    prefetch = None if args.prefetch < 0 else args.prefetch
+    analyzer = Analyzer(args.model, device="auto")
+    for _ in analyzer.analyze_many(paths[:2], prefetch=prefetch):
+        pass
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        results = list(analyzer.analyze_many(paths, prefetch=prefetch))
+        _sync(analyzer.device)
+        times.append(time.perf_counter() - t0)
+    failed = [p for p, r in results if isinstance(r, Exception)]
+    if failed:
+        raise RuntimeError(f"batch files failed: {failed}")
+    emit({"seconds": float(np.median(times)), "all_seconds": times, "n_files": len(paths),
+          "prefetch": analyzer.default_prefetch() if prefetch is None else prefetch,
+          "threads": torch.get_num_threads(), "device": str(analyzer.device)})
+
+
 def worker_author(args) -> None:
     """(d): the author's settings, warm (model loaded, warm-up call), median of repeats."""
     import torch
@@ -377,6 +406,11 @@ def main(argv: Optional[list[str]] = None) -> None:
         print("(d) author's settings ...", flush=True)
         rows["d"] = run_worker(["author", "--model", model_path, "--audio", str(audio),
                                 "--repeats", str(REPEATS)])
+        batch = ",".join([str(p) for p in BATCH_AUDIO if p.is_file()] * 4 or [str(audio)] * 6)
+        for key, prefetch in [("many", "-1"), ("many_prefetch", "2")]:
+            print(f"batch, prefetch {prefetch} ...", flush=True)
+            rows[key] = run_worker(["many", "--model", model_path, "--audio", batch,
+                                    "--repeats", "3", "--prefetch", prefetch])
         rows["d_batch"] = run_worker(["author_batch", "--model", model_path, "--audio",
                                       str(audio), "--repeats", str(REPEATS)])
         # librosa's mel product runs on OpenBLAS, whose threads keep spinning afterwards
@@ -463,6 +497,21 @@ def main(argv: Optional[list[str]] = None) -> None:
     say()
     say(WHAT_B_DOES)
     say()
+    say("## Batch (model loaded once)")
+    say()
+    m = rows["many"]
+    say(f"`Analyzer.analyze_many` over {m['n_files']} files "
+        f"({'the three reference files, four times each' if BATCH_AUDIO[0].is_file() else 'the track above, six times'}); "
+        "median of 3 passes after a warm-up.")
+    say()
+    say("| prefetch | seconds | files per second |")
+    say("|---|---:|---:|")
+    for key, label in [("many", f"default (`None`, here {m['prefetch']}: 2 with a GPU or "
+                                "spare CPU cores, else 0)"),
+                       ("many_prefetch", "2 (decode the next files in background threads)")]:
+        r = rows[key]
+        say(f"| {label} | {r['seconds']:.2f} | {r['n_files'] / r['seconds']:.1f} |")
+    say()
     say(f"## Per stage (seconds, median of {REPEATS})")
     say()
     names = ["decode", "features", "encoder", "novelty", "peaks"]
@@ -515,7 +564,8 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 def worker_main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["analyzer", "author", "author_batch", "msaf"])
+    parser.add_argument("kind", choices=["analyzer", "author", "author_batch", "msaf", "many"])
+    parser.add_argument("--prefetch", type=int, default=-1, help="many: -1 = auto")
     parser.add_argument("--model", required=True)
     parser.add_argument("--audio", required=True)
     parser.add_argument("--warmup")
@@ -531,7 +581,7 @@ def worker_main(argv: list[str]) -> None:
 
     warnings.filterwarnings("ignore")
     {"analyzer": worker_analyzer, "author": worker_author, "author_batch": worker_author,
-     "msaf": worker_msaf}[args.kind](args)
+     "msaf": worker_msaf, "many": worker_many}[args.kind](args)
 
 
 if __name__ == "__main__":

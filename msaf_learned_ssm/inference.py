@@ -1,7 +1,8 @@
 """Inference: audio file -> patches -> embeddings -> novelty -> boundaries.
 
 :class:`Analyzer` keeps one model loaded (on the GPU when there is one) and segments many
-files, decoding the next file in a background thread while the current one is computed.
+files; with a GPU (or spare CPU cores) it decodes the next files in background threads
+while the current one is computed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .config import ModelConfig, PeakConfig
 from .errors import CheckpointError, ConfigError, LearnedSSMError
 from .features import Patches, compute_patches
 from .model import SSMNet, cosine_ssm
+from .parallel import default_threads
 from .peaks import boundary_times, pick_peaks
 
 PathLike = Union[str, os.PathLike]
@@ -238,16 +240,40 @@ class Analyzer:
         """
         return self.analyze_patches(self.patches(path), str(path), peaks)
 
-    def analyze_many(self, paths: Iterable[PathLike], prefetch: int = 2
+    def default_prefetch(self) -> int:
+        """Files :meth:`analyze_many` decodes ahead by default: 2 with a GPU or spare CPU
+        cores (cores beyond ``torch.get_num_threads()``), else 0."""
+        spare_cores = default_threads() > torch.get_num_threads()
+        return 2 if self.device.type != "cpu" or spare_cores else 0
+
+    def analyze_many(self, paths: Iterable[PathLike], prefetch: Optional[int] = None
                      ) -> Iterator[tuple[str, Union[Analysis, LearnedSSMError]]]:
-        """Segment many files, decoding ahead in background threads.
+        """Segment many files with the model loaded once.
 
         Yields ``(path, Analysis)``, or ``(path, error)`` for a file that failed, so one bad
         file does not stop a batch.
+
+        Parameters
+        ----------
+        paths : iterable of path-like
+        prefetch : int >= 0 or None
+            Files decoded ahead in background threads, overlapping with the model. None:
+            2 when the model runs on a GPU or the CPU has cores that torch does not use,
+            else 0. On a CPU whose cores all run the encoder, decoding ahead only competes
+            with it and the batch is slower (``bench/results/speed.md``, batch rows).
         """
+        if prefetch is None:
+            prefetch = self.default_prefetch()
         paths = [str(p) for p in paths]
+        if prefetch < 1:
+            for path in paths:
+                try:
+                    yield path, self.analyze(path)
+                except LearnedSSMError as exc:
+                    yield path, exc
+            return
         # Files decode one thread each: the parallelism is across files, beside the model.
-        with ThreadPoolExecutor(max_workers=max(1, prefetch)) as pool:
+        with ThreadPoolExecutor(max_workers=prefetch) as pool:
             futures = [pool.submit(self.patches, p, 1) for p in paths[:prefetch]]
             for i, path in enumerate(paths):
                 if i + prefetch < len(paths):

@@ -1,8 +1,11 @@
 """The eval-mode inference path (fused attention, vectorised novelty band) gives the same
-outputs as PyTorch's own layers and the full-SSM reference path."""
+outputs as PyTorch's own layers and the full-SSM reference path; batch analysis gives what
+one-file analysis gives."""
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
 from msaf_learned_ssm import ModelConfig, SSMNet
@@ -32,3 +35,27 @@ def test_eval_path_equals_author_path():
         torch.testing.assert_close(embeddings, expected, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(novelty, model.novelty.forward_full(cosine_ssm(expected)),
                                    atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("prefetch", [None, 0, 2])
+def test_analyze_many_equals_analyze_and_reports_bad_files(tmp_path, prefetch):
+    import soundfile as sf
+
+    from msaf_learned_ssm import Analyzer, AudioLoadError
+    from msaf_learned_ssm.examples import synthesize_sections
+
+    analyzer = Analyzer(SSMNet(ModelConfig(attention_layers=1)).eval(), "cpu")
+    paths = []
+    for i, labels in enumerate(["ABAB", "AABB"]):
+        paths.append(tmp_path / f"track{i}.wav")
+        sf.write(paths[-1], synthesize_sections(labels, 8.0, seed=i)[0], 22050)
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio\n" * 50)
+    order = [paths[0], bad, paths[1]]
+    results = list(analyzer.analyze_many(order, prefetch=prefetch))
+    assert [path for path, _ in results] == [str(p) for p in order]
+    assert isinstance(results[1][1], AudioLoadError) and str(bad) in str(results[1][1])
+    for (path, result) in (results[0], results[2]):
+        expected = analyzer.analyze(path)
+        np.testing.assert_array_equal(result.boundaries, expected.boundaries)
+        np.testing.assert_allclose(result.novelty, expected.novelty, atol=1e-6)
