@@ -205,13 +205,18 @@ def pop909_song_ids(structure_dir: str | Path) -> list[str]:
 # File readers
 
 
-def _read_beats(path: Path) -> np.ndarray:
+def _load_table(path: Path, dtype: type, what: str) -> np.ndarray:
+    """A whitespace-separated table as a 2-D array; AnnotationError naming the file."""
     if not path.is_file():
         raise AnnotationError(f"{path}: file not found")
     try:
-        beats = np.loadtxt(path, dtype=float, ndmin=2)
+        return np.loadtxt(path, dtype=dtype, ndmin=2)
     except ValueError as exc:
-        raise AnnotationError(f"{path}: not a table of numbers ({exc})") from None
+        raise AnnotationError(f"{path}: not {what} ({exc})") from None
+
+
+def _read_beats(path: Path) -> np.ndarray:
+    beats = _load_table(path, float, "a table of numbers")
     if beats.shape[1] != 3 or beats.shape[0] < 2:
         raise AnnotationError(f"{path}: expected >= 2 rows of 3 columns, got {beats.shape}")
     if not np.all(np.isfinite(beats)) or np.any(np.diff(beats[:, 0]) <= 0):
@@ -220,12 +225,7 @@ def _read_beats(path: Path) -> np.ndarray:
 
 
 def _read_melody(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise AnnotationError(f"{path}: file not found")
-    try:
-        mel = np.loadtxt(path, dtype=int, ndmin=2)
-    except ValueError as exc:
-        raise AnnotationError(f"{path}: not 'pitch duration' integer pairs ({exc})") from None
+    mel = _load_table(path, int, "'pitch duration' integer pairs")
     if mel.shape[1] != 2 or mel.shape[0] == 0:
         raise AnnotationError(f"{path}: expected rows of 'pitch duration', got {mel.shape}")
     return mel
