@@ -6,7 +6,7 @@ them with mir_eval's pairwise F-measure, for "auto" and fixed thresholds.
 
 Usage::
 
-    python bench/label_threshold.py [--corpus corpora/pop909] [--ids msaf_learned_ssm/models/default_val_ids.txt]
+    python bench/label_threshold.py [--corpus corpora/pop909] [--ids msaf_learned_ssm/models/default_val_ids.txt] [--model MODEL.pt]
 """
 
 from __future__ import annotations
@@ -36,14 +36,17 @@ def main(argv=None) -> int:
     parser.add_argument("--ids", type=Path,
                         default=ROOT / "msaf_learned_ssm" / "models" / "default_val_ids.txt")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "cache" / "pop909")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="model file (default: the shipped model)")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
 
-    analyzer = Analyzer(device="cpu")
+    analyzer = Analyzer(args.model, device="cpu")
     cache = FeatureCache(args.cache_dir, analyzer.config)
-    thresholds = ["auto", 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9]
+    thresholds = ["auto", 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9]
     scores = {t: [] for t in thresholds}
-    for track in find_tracks(args.corpus, read_id_list(args.ids)):
+    # Unconvertible songs of a split are left out with a warning naming them.
+    for track in find_tracks(args.corpus, read_id_list(args.ids), allow_missing=True):
         patches = cache.patches(track.audio)
         with torch.inference_mode():
             emb = analyzer.model.embed(torch.from_numpy(patches.data).to(analyzer.device))
