@@ -49,7 +49,7 @@ def _read_soundfile(path: Path, n_threads: Optional[int]) -> tuple[np.ndarray, i
     """``soundfile.read(path, dtype="float32", always_2d=True)``, in parallel parts for FLAC.
 
     A 200 s FLAC decodes in half the time in two threads (libFLAC releases the GIL and
-    seeks to the exact sample); the samples are identical (``tests/test_reliability_audio.py``).
+    seeks to the exact sample); the samples are identical (``tests/test_front_end.py``).
     """
     import soundfile as sf
 

@@ -74,9 +74,10 @@ def log_mel(y: np.ndarray, config: ModelConfig, n_threads: Optional[int] = None
 
     Equals :func:`log_mel_librosa` (``librosa.feature.melspectrogram`` with a centred,
     zero-padded, periodic-Hann STFT and power 2) within float32 rounding (about 1e-6,
-    ``tests/test_features.py``), three times faster: the STFT runs in float32, in
-    cache-sized blocks spread over ``n_threads`` threads, and only up to the last FFT bin
-    the mel filters use (``fmax``).
+    ``tests/test_front_end.py``), and is over three times faster on 2 cores (features
+    stage in ``bench/results/speed.md``): the STFT runs in float32, in cache-sized blocks
+    spread over ``n_threads`` threads, and only up to the last FFT bin the mel filters
+    use (``fmax``).
 
     Parameters
     ----------
