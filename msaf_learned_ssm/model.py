@@ -83,18 +83,11 @@ class PatchEncoder(nn.Module):
         if self.training:
             parts = [self.conv(chunk).flatten(1) for chunk in torch.split(x, self.conv_chunk)]
         else:
-            pool_first = self._pool_first()
+            # Per block: its PReLU slopes are all >= 0 (see _conv_blocks_eval).
+            pool_first = [bool((block[1].weight >= 0).all()) for block in self.conv]
             parts = [_conv_blocks_eval(self.conv, pool_first, chunk).flatten(1)
                      for chunk in torch.split(x, self.conv_chunk)]
-        return self._contextualise(torch.cat(parts) if parts else
-                                   x.new_zeros((0, EMBEDDING_DIM)))
-
-    def _pool_first(self) -> list[bool]:
-        """Per conv block: its PReLU slopes are all >= 0 (see :func:`_conv_blocks_eval`)."""
-        return [bool((block[1].weight >= 0).all()) for block in self.conv]
-
-    def _contextualise(self, x: torch.Tensor) -> torch.Tensor:
-        """Transformer blocks over the sequence of conv outputs (T, 128), tanh, L2 norm."""
+        x = torch.cat(parts) if parts else x.new_zeros((0, EMBEDDING_DIM))
         if len(self.attention) and x.shape[0]:
             x = x.unsqueeze(0)
             for layer in self.attention:

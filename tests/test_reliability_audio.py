@@ -245,6 +245,13 @@ def _msaf_config(model_path, feature):
     return cfg
 
 
+def _msaf_single_file(path, model_path, feature):
+    """msaf.process in single-file mode, frame-synchronous, boundaries from learned_ssm."""
+    return msaf.process(str(path), feature=feature, framesync=True,
+                        boundaries_id="learned_ssm", labels_id=None,
+                        config=_msaf_config(model_path, feature))
+
+
 @pytest.fixture
 def msaf_cwd(tmp_path, monkeypatch):
     """MSAF's single-file mode caches features in ``./.features_msaf_tmp.json`` and reuses
@@ -261,9 +268,7 @@ def test_msaf_process_bad_audio(msaf_cwd, model_path, case):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(AudioLoadError) as info:
-            msaf.process(str(path), feature="learned_ssm", framesync=True,
-                         boundaries_id="learned_ssm", labels_id=None,
-                         config=_msaf_config(model_path, "learned_ssm"))
+            _msaf_single_file(path, model_path, "learned_ssm")
     assert str(path) in str(info.value)
 
 
@@ -277,14 +282,10 @@ def test_msaf_process_bad_audio_msaf_features_is_msafs_error(msaf_cwd, model_pat
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(Exception) as info:
-            msaf.process(str(path), feature="pcp", framesync=True,
-                         boundaries_id="learned_ssm", labels_id=None,
-                         config=_msaf_config(model_path, "pcp"))
+            _msaf_single_file(path, model_path, "pcp")
     assert not isinstance(info.value, AudioLoadError)
     with pytest.raises(msaf.exceptions.NoAudioFileError):
-        msaf.process(str(tmp_path / "missing.wav"), feature="learned_ssm", framesync=True,
-                     boundaries_id="learned_ssm", labels_id=None,
-                     config=_msaf_config(model_path, "learned_ssm"))
+        _msaf_single_file(tmp_path / "missing.wav", model_path, "learned_ssm")
 
 
 def test_segmenter_raises_audio_load_error(tmp_path, model_path):
