@@ -116,7 +116,7 @@ def labels_on_reference_boundaries(ds: Path, labels_id: str, feature: str, frame
     import pandas as pd
     from msaf.base import Features
 
-    from jams_adapters.segments import read_segments
+    from msaf_learned_ssm_jams.segments import read_segments
 
     module = msaf.run.get_labels_module(labels_id)
     rows = []
@@ -145,7 +145,7 @@ def human_agreement(ds: Path):
     import mir_eval
     import pandas as pd
 
-    from jams_adapters.segments import read_segments
+    from msaf_learned_ssm_jams.segments import read_segments
 
     rows = []
     for ref in sorted((ds / "references").glob("*.jams")):
@@ -169,7 +169,7 @@ def human_agreement(ds: Path):
 def reference_hierarchy(ref_file: Path):
     """Two-level reference from POP909's two annotators: the one with fewer segments is the
     coarse level, the other the fine level (their granularities differ)."""
-    from jams_adapters.segments import read_segments
+    from msaf_learned_ssm_jams.segments import read_segments
 
     levels = [read_segments(ref_file, annotator=a) for a in (0, 1)]
     levels.sort(key=lambda lv: len(lv[0]))
@@ -279,7 +279,7 @@ def main(argv=None) -> int:
     import pandas as pd
 
     import msaf_learned_ssm  # noqa: F401  (registers learned_ssm)
-    from training.corpus import read_id_list
+    from msaf_learned_ssm_training.corpus import read_id_list
 
     ids = [i for i in read_id_list(args.split)
            if (args.corpus / "references" / f"{i}.jams").is_file()]

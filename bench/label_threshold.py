@@ -26,10 +26,10 @@ def main(argv=None) -> int:
     import mir_eval
     import torch
 
-    from jams_adapters.segments import read_segments
+    from msaf_learned_ssm_jams.segments import read_segments
     from msaf_learned_ssm import Analyzer
     from msaf_learned_ssm.labels import label_segments
-    from training.corpus import FeatureCache, find_tracks, read_id_list
+    from msaf_learned_ssm_training.corpus import FeatureCache, find_tracks, read_id_list
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, default=ROOT / "corpora" / "pop909")

@@ -6,7 +6,7 @@ Usage::
 
 ``DATA_DIR`` holds ``pop909/`` and ``pop909_structure/`` (default: ``../shared/data``
 relative to the repository root). Prints the pass rate of each check of
-:func:`jams_adapters.pop909.check_pop909_alignment` (a song passes a check when both
+:func:`msaf_learned_ssm_jams.pop909.check_pop909_alignment` (a song passes a check when both
 annotators do), the overall rate, how the origin was found, and every failing song with
 its reasons. Exit status 0 (it reports; it does not judge).
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from jams_adapters.pop909 import ANNOTATORS, check_pop909_alignment, pop909_song_ids  # noqa: E402
+from msaf_learned_ssm_jams.pop909 import ANNOTATORS, check_pop909_alignment, pop909_song_ids  # noqa: E402
 
 CHECKS = ("downbeats", "start", "end", "bar_count")
 

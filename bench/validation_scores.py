@@ -22,8 +22,8 @@ def main(argv=None) -> int:
 
     from msaf_learned_ssm.checkpoint import load_model
     from msaf_learned_ssm.config import PeakConfig
-    from training.corpus import FeatureCache, find_tracks, read_id_list
-    from training.trainer import TrainConfig, evaluate, load_example
+    from msaf_learned_ssm_training.corpus import FeatureCache, find_tracks, read_id_list
+    from msaf_learned_ssm_training.trainer import TrainConfig, evaluate, load_example
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msaf_learned_ssm.errors import AnnotationError
+from .errors import AnnotationError
 
 #: Label that closes the last segment in Harmonix and SALAMI onset lists.
 END_LABEL = "end"

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import jams
 
-from msaf_learned_ssm.errors import AnnotationError
+from .errors import AnnotationError
 
 from ._text import parse_onset_labels
 from .segments import segments_to_jams

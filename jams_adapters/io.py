@@ -21,8 +21,8 @@ from typing import Any, Sequence
 import jams
 import numpy as np
 
-from msaf_learned_ssm.errors import AnnotationError
-from msaf_learned_ssm.fileio import atomic_open
+from .errors import AnnotationError
+from .fileio import atomic_open
 
 from .segments import DURATION_TOL, SNAP_TOL, segments_to_jams
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import jams
 import numpy as np
 
-from msaf_learned_ssm.errors import AnnotationError
+from .errors import AnnotationError
 
 from ._text import parse_time, read_lines
 from .segments import segments_to_jams

@@ -76,7 +76,7 @@ from pathlib import Path
 import jams
 import numpy as np
 
-from msaf_learned_ssm.errors import AnnotationError
+from .errors import AnnotationError
 
 from .segments import DURATION_TOL, segments_to_jams, validate_segments
 
@@ -88,6 +88,8 @@ __all__ = [
     "pop909_song_ids",
     "pop909_song_segments",
     "pop909_song_to_jams",
+    "pop909_bar_grid",
+    "read_pop909_chords",
     "check_pop909_alignment",
 ]
 
@@ -445,6 +447,82 @@ def pop909_song_segments(
     return np.column_stack([t[:-1], t[1:]]), [p for p, _ in phrases], grid["duration"]
 
 
+def pop909_bar_grid(
+    song_id: str | int, pop909_dir: str | Path, structure_dir: str | Path,
+    annotator: str = "human_label1",
+) -> dict:
+    """The bars of one song as the annotators counted them, with each bar's phrase label.
+
+    Bars run every ``beats_per_bar`` beats from the labels' origin (see the module
+    docstring), backwards to the first beat (pick-up bars, labelled ``""``) and forwards to
+    the end of the last phrase (extrapolated past ``beat_midi.txt`` with its last interval).
+
+    Parameters
+    ----------
+    song_id : str or int
+        ``'001'`` ... ``'909'``.
+    pop909_dir, structure_dir : str or Path
+        The ``pop909/`` and ``pop909_structure/`` folders.
+    annotator : str
+        Whose phrases label the bars (one of :data:`ANNOTATORS`).
+
+    Returns
+    -------
+    grid : dict
+        ``beat_times`` (n_beats,) seconds, covering every bar; ``beats_per_bar`` (3 or 4);
+        ``bar_start_beats`` (n_bars,) int index into ``beat_times`` of each bar's first
+        beat; ``bar_labels`` list of n_bars phrase letters (``""`` outside the phrases);
+        ``phrase_start`` and ``phrase_end`` (n_bars,) bool: the bar opens / closes a phrase.
+    """
+    if annotator not in ANNOTATORS:
+        raise ValueError(f"annotator must be one of {ANNOTATORS}, got {annotator!r}")
+    sid = _normalise_id(song_id)
+    grid = _song_grid(sid, Path(pop909_dir), Path(structure_dir))
+    phrases = _read_label(grid["paths"][annotator])
+    bpb, origin = int(grid["bpb"]), int(grid["origin"])
+    n_phrase_bars = int(sum(b for _, b in phrases))
+    first = origin % bpb
+    n_pickup = (origin - first) // bpb
+    n_bars = n_pickup + n_phrase_bars
+    beat_times = _beat_to_sec(grid, np.arange(first + bpb * n_bars + 1))
+    labels = [""] * n_pickup
+    starts = [False] * n_pickup
+    ends = [False] * n_pickup
+    for letter, n in phrases:
+        labels += [letter] * n
+        starts += [True] + [False] * (n - 1)
+        ends += [False] * (n - 1) + [True]
+    return {
+        "beat_times": beat_times,
+        "beats_per_bar": bpb,
+        "bar_start_beats": first + bpb * np.arange(n_bars),
+        "bar_labels": labels,
+        "phrase_start": np.array(starts, dtype=bool),
+        "phrase_end": np.array(ends, dtype=bool),
+    }
+
+
+def read_pop909_chords(path: str | Path) -> list[tuple[float, float, str]]:
+    """Read ``chord_midi.txt``: ``(start_s, end_s, chord)`` rows, e.g. ``'Bb:min'``, ``'N'``."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnnotationError(f"{path}: file not found")
+    rows = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            start, end = float(parts[0]), float(parts[1])
+            chord = parts[2]
+        except (IndexError, ValueError):
+            raise AnnotationError(f"{path}: line {i}: expected 'start end chord', got {line!r}") from None
+        if not (np.isfinite(start) and np.isfinite(end)) or end < start:
+            raise AnnotationError(f"{path}: line {i}: bad times {start} {end}")
+        rows.append((start, end, chord))
+    return rows
+
+
 def pop909_song_to_jams(
     song_id: str | int, pop909_dir: str | Path, structure_dir: str | Path
 ) -> jams.JAMS:
@@ -469,7 +547,7 @@ def pop909_song_to_jams(
     ------
     AnnotationError
         Missing/unreadable files, a bad label string, or phrases that run more than
-        :data:`~jams_adapters.segments.DURATION_TOL` past the song's end.
+        :data:`~msaf_learned_ssm_jams.segments.DURATION_TOL` past the song's end.
     """
     sid = _normalise_id(song_id)
     pop909_dir, structure_dir = Path(pop909_dir), Path(structure_dir)

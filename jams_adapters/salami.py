@@ -4,7 +4,7 @@ SALAMI's parsed annotation files (``textfile1_uppercase.txt``, ``..._lowercase.t
 ``..._functions.txt``) list one ``<onset seconds><TAB><label>`` per line, the last line's
 label ``end`` (any case) closing the last segment; ``Silence`` segments are ordinary
 segments. Repairs (several ``end`` lines, none, repeated onsets) follow
-:func:`jams_adapters._text.parse_onset_labels` and are noted in the sandbox.
+:func:`msaf_learned_ssm_jams._text.parse_onset_labels` and are noted in the sandbox.
 """
 
 from __future__ import annotations

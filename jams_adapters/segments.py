@@ -32,7 +32,7 @@ from typing import Any, Sequence, Union
 import jams
 import numpy as np
 
-from msaf_learned_ssm.errors import AnnotationError
+from .errors import AnnotationError
 
 __all__ = [
     "SNAP_TOL",

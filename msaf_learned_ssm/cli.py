@@ -38,7 +38,35 @@ def _output_path(out: Optional[str], audio: str, n_files: int, suffix: str) -> O
     return out_path / (Path(audio).stem + suffix)
 
 
-@click.group()
+class _LazyGroup(click.Group):
+    """A click group whose training commands are imported only when run (or listed).
+
+    The training commands live next to the training code (``msaf_learned_ssm_training.cli``);
+    segmenting never imports the training stack, and a missing ``[train]`` extra is reported
+    when a training command is run, not when ``segment`` is.
+    """
+
+    LAZY = {"train": "msaf_learned_ssm_training.cli:train",
+            "build-pop909": "msaf_learned_ssm_training.cli:build_pop909"}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.LAZY))
+
+    def get_command(self, ctx, name):
+        if name not in self.LAZY:
+            return super().get_command(ctx, name)
+        import importlib
+
+        module, attr = self.LAZY[name].split(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ImportError as exc:
+            raise click.ClickException(
+                f"'{name}' needs the training extra ({exc.name or exc} is missing): "
+                "pip install 'msaf-learned-ssm[train]'") from None
+
+
+@click.group(cls=_LazyGroup)
 @click.version_option(package_name="msaf-learned-ssm")
 def main() -> None:
     """Music structure analysis with a learned self-similarity matrix (Peeters, ISMIR 2023)."""
@@ -81,7 +109,7 @@ def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mea
         raise click.UsageError("--reference works with one audio file")
     suffix = ".csv" if (output or "").lower().endswith(".csv") or fmt == "csv" else ".jams"
     if output is not None:
-        from jams_adapters.io import REFERENCES_DIR, is_reference_path
+        from msaf_learned_ssm_jams.io import REFERENCES_DIR, is_reference_path
 
         # Checked once, before any work: a run that would write into a references/
         # folder (human annotations, MSAF layout) is refused as a whole.
@@ -142,7 +170,7 @@ def _segment_one(path: str, result, analyzer, output: Optional[str], plot: Optio
 
 
 def _reference_boundaries(path: str) -> np.ndarray:
-    from jams_adapters.segments import read_segments
+    from msaf_learned_ssm_jams.segments import read_segments
 
     intervals, _ = read_segments(path)
     return np.unique(intervals.ravel())
@@ -155,126 +183,13 @@ def _write_output(out_path: Path, result, seg_labels, analyzer) -> None:
     if out_path.suffix.lower() == ".csv":
         atomic_write_text(out_path, segments_csv(result.boundaries, seg_labels))
         return
-    from jams_adapters.io import write_estimation_jams
+    from msaf_learned_ssm_jams.io import write_estimation_jams
 
     write_estimation_jams(out_path, result.boundaries, labels=seg_labels,
                           duration=result.duration, algo_id="learned_ssm",
                           config={"ssm_model": str(analyzer.meta.get("source", "model")),
                                   **{f"ssm_peak_{k}": v for k, v in
                                      analyzer.peaks.to_dict().items()}})
-
-
-@main.command()
-@click.argument("corpus_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
-              help="Best model file (MODEL.pt); MODEL.state.pt and MODEL.log.jsonl go beside it.")
-@click.option("--val", "val_dir", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Validation corpus (MSAF layout).")
-@click.option("--val-split", type=float, default=None,
-              help="Fraction of CORPUS_DIR held out for validation (default 0.1 when no "
-                   "--val/--val-ids).")
-@click.option("--train-ids", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="File of track ids of CORPUS_DIR to train on (one per line).")
-@click.option("--val-ids", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="File of track ids of CORPUS_DIR (or --val) to validate on.")
-@click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-              help="alpha * SSM-loss + (1 - alpha) * novelty-loss.")
-@click.option("--attention-layers", type=click.IntRange(0), default=3, show_default=True)
-@click.option("--freeze-kernels", is_flag=True, help="Keep the checkerboard kernels fixed.")
-@click.option("--novelty-balanced", is_flag=True,
-              help="Balance positives/negatives in the novelty BCE.")
-@click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
-@click.option("--patience", type=click.IntRange(1), default=5, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4,
-              show_default=True)
-@click.option("--max-patches", type=click.IntRange(50), default=600, show_default=True)
-@click.option("--checkpoint-every", type=click.IntRange(1), default=50, show_default=True,
-              help="Save the resume state every N tracks.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True)
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="Feature cache (default: CORPUS_DIR/.ssm_cache).")
-@click.option("--annotator", default=None,
-              help="Reference annotation to learn: annotator name or index (default: first).")
-@click.option("--namespace", default=None, help="JAMS namespace of the references.")
-@click.option("--resume", is_flag=True, help="Continue from MODEL.state.pt.")
-def train(corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, attention_layers,
-          freeze_kernels, novelty_balanced, epochs, patience, lr, max_patches, checkpoint_every,
-          seed, device, cache_dir, annotator, namespace, resume) -> None:
-    """Train a model on CORPUS_DIR (MSAF layout: audio/, references/*.jams)."""
-    from training.corpus import find_tracks, read_id_list, split_tracks
-    from training.trainer import TrainConfig, train as run_training
-
-    from .config import ModelConfig
-
-    try:
-        # Ids of a split file whose song could not be converted or rendered are reported
-        # (warning) and left out, not silently dropped.
-        tracks = find_tracks(corpus_dir, read_id_list(train_ids) if train_ids else None,
-                             allow_missing=True)
-        if val_dir or val_ids:
-            val_tracks = find_tracks(val_dir or corpus_dir,
-                                     read_id_list(val_ids) if val_ids else None,
-                                     allow_missing=True)
-        else:
-            tracks, val_tracks = split_tracks(tracks, val_split or 0.1, seed)
-        overlap = {t.audio for t in tracks} & {t.audio for t in val_tracks}
-        if overlap:
-            raise click.UsageError(f"{len(overlap)} tracks are in both training and validation")
-        if annotator is not None and annotator.isdigit():
-            annotator = int(annotator)
-        model_config = ModelConfig(attention_layers=attention_layers,
-                                   freeze_kernels=freeze_kernels)
-        config = TrainConfig(alpha=alpha, novelty_balanced=novelty_balanced, lr=lr,
-                             epochs=epochs, patience=patience, max_patches=max_patches,
-                             checkpoint_every=checkpoint_every, seed=seed,
-                             namespace=namespace, annotator=annotator)
-        click.echo(f"training on {len(tracks)} tracks, validating on {len(val_tracks)}",
-                   err=True)
-        result = run_training(tracks, val_tracks, out, model_config, config,
-                              cache_dir=cache_dir or Path(corpus_dir) / ".ssm_cache",
-                              device=device, resume=resume)
-    except LearnedSSMError as exc:
-        _fail(str(exc))
-        sys.exit(2)
-    for track_id, reason in result["skipped"].items():
-        click.echo(f"skipped {track_id}: {reason}", err=True)
-    best = result["best"] or {}
-    click.echo(f"stopped ({result['stopped']}) after {result['epochs_run']} epochs; best "
-               f"epoch {best.get('epoch')}: val HR0.5F {best.get('val_HR0.5F', float('nan')):.3f}"
-               f" HR3F {best.get('val_HR3F', float('nan')):.3f} -> {out}")
-
-
-@main.command("build-pop909")
-@click.argument("pop909_dir", type=click.Path(exists=True, file_okay=False))
-@click.argument("structure_dir", type=click.Path(exists=True, file_okay=False))
-@click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--ids", "ids_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Render only these song ids (one per line).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--jobs", type=click.IntRange(1), default=2, show_default=True)
-def build_pop909(pop909_dir, structure_dir, out_dir, ids_file, seed, jobs) -> None:
-    """Render POP909 songs with FluidSynth into an MSAF corpus with JAMS references.
-
-    Needs Debian's fluidsynth and fluid-soundfont-gm (apt-get install fluidsynth
-    fluid-soundfont-gm).
-    """
-    from training.build_pop909 import build_pop909_corpus
-    from training.corpus import read_id_list
-
-    ids = read_id_list(ids_file) if ids_file else None
-    try:
-        summary = build_pop909_corpus(pop909_dir, structure_dir, out_dir, song_ids=ids,
-                                      seed=seed, n_jobs=jobs)
-    except (RuntimeError, LearnedSSMError) as exc:
-        _fail(str(exc))
-        sys.exit(2)
-    for song, reason in summary.get("failed", {}).items():
-        click.echo(f"failed {song}: {reason}", err=True)
-    click.echo(f"rendered {summary.get('rendered')}, skipped {summary.get('skipped')}, "
-               f"failed {len(summary.get('failed', {}))}", err=True)
-    if summary.get("failed"):
-        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

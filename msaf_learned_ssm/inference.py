@@ -203,6 +203,9 @@ class Analyzer:
         x = torch.from_numpy(patches.data).to(self.device)
         embeddings, novelty = self.model(x)
         novelty_np = novelty.float().cpu().numpy()
+        if not np.all(np.isfinite(novelty_np)):
+            raise CheckpointError(f"{self.meta.get('source', 'model')}: the model gives a "
+                                  f"non-finite novelty curve for {source}")
         found = pick_peaks(novelty_np, self.config.patch_hop_sec, peaks or self.peaks)
         return Analysis(boundaries=boundary_times(found, patches.times, patches.duration),
                         peaks=found, patch_times=patches.times, novelty=novelty_np,

@@ -87,3 +87,35 @@ def boundary_times(peaks: np.ndarray, patch_times: np.ndarray, end_time: float) 
     inner = np.asarray(patch_times)[np.asarray(peaks, dtype=int)]
     inner = inner[(inner > 0) & (inner < end_time)]
     return np.unique(np.concatenate([[0.0], inner, [float(end_time)]]))
+
+
+def novelty_to_boundaries(novelty: np.ndarray, patch_times: np.ndarray, end_time: float,
+                          hop_sec: float, config: PeakConfig = PeakConfig()) -> np.ndarray:
+    """Boundary times (s) of a novelty curve: :func:`pick_peaks`, then :func:`boundary_times`.
+
+    Parameters
+    ----------
+    novelty : np.ndarray, shape (T,)
+        Must be finite: a NaN curve would silently give "no boundary".
+    patch_times : np.ndarray, shape (T,)
+        Time (s) of each novelty value.
+    end_time : float
+        Last boundary (s).
+    hop_sec : float > 0
+    config : PeakConfig
+
+    Returns
+    -------
+    np.ndarray, shape (n_boundaries,)
+        0, the boundaries found, and ``end_time``.
+
+    Raises
+    ------
+    ValueError
+        If ``novelty`` holds NaN or infinite values.
+    """
+    novelty = np.asarray(novelty)
+    if not np.all(np.isfinite(novelty)):
+        raise ValueError(f"the novelty curve has {int(np.sum(~np.isfinite(novelty)))} "
+                         "non-finite values (NaN or infinite weights?)")
+    return boundary_times(pick_peaks(novelty, hop_sec, config), patch_times, end_time)

@@ -1,4 +1,4 @@
-"""Tests of training/build_pop909.py (POP909 rendering) and the committed POP909 splits."""
+"""Tests of the POP909 renderer (piano mode) and the committed POP909 splits."""
 
 from __future__ import annotations
 
@@ -23,18 +23,8 @@ STRUCTURE = DATA / "pop909_structure"
 SPLITS = ROOT / "training" / "splits"
 
 
-def _load(name: str, path: Path) -> types.ModuleType:
-    # training/ is a folder of scripts, not necessarily a package: load the files by path and
-    # register them so that worker processes and pickling find the module by name.
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bp = _load("build_pop909", ROOT / "training" / "build_pop909.py")
-ms = _load("make_splits", ROOT / "training" / "make_splits.py")
+from msaf_learned_ssm_training import build_pop909 as bp  # noqa: E402
+from msaf_learned_ssm_training import make_splits as ms  # noqa: E402
 
 HAVE_FLUIDSYNTH = shutil.which("fluidsynth") is not None
 HAVE_SOUNDFONT = Path(bp.DEFAULT_SOUNDFONTS[0]).is_file()
@@ -169,7 +159,7 @@ def test_render_tiny_midi(tmp_path):
 
 
 def _fake_adapter(monkeypatch):
-    """Install a stand-in ``jams_adapters.pop909`` (the real one is tested on its own)."""
+    """Install a stand-in ``msaf_learned_ssm_jams.pop909`` (the real one is tested on its own)."""
     jams = pytest.importorskip("jams")
 
     def pop909_song_to_jams(song_id, pop909_dir, structure_dir):
@@ -181,9 +171,9 @@ def _fake_adapter(monkeypatch):
         jam.file_metadata.title = song_id
         return jam
 
-    module = types.ModuleType("jams_adapters.pop909")
+    module = types.ModuleType("msaf_learned_ssm_jams.pop909")
     module.pop909_song_to_jams = pop909_song_to_jams
-    monkeypatch.setitem(sys.modules, "jams_adapters.pop909", module)
+    monkeypatch.setitem(sys.modules, "msaf_learned_ssm_jams.pop909", module)
 
 
 @needs_fluidsynth
@@ -236,7 +226,7 @@ def test_failures_are_reported_not_dropped(tmp_path, monkeypatch):
 @pytest.mark.skipif(not (POP909 / "001" / "001.mid").is_file() or not STRUCTURE.is_dir(),
                     reason="shared POP909 data not found at ../shared/data")
 def test_render_real_song(tmp_path):
-    pytest.importorskip("jams_adapters.pop909", reason="jams_adapters.pop909 not available")
+    pytest.importorskip("msaf_learned_ssm_jams.pop909", reason="msaf_learned_ssm_jams.pop909 not available")
     sid, status, reason = bp.render_song("001", POP909, STRUCTURE, tmp_path, seed=0)
     assert status == "rendered", reason
     y, sr = sf.read(str(tmp_path / "audio" / "001.flac"))

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jams_adapters import harmonix_to_jams, read_harmonix_durations, read_segments
-from jams_adapters._text import parse_onset_labels
+from msaf_learned_ssm_jams import harmonix_to_jams, read_harmonix_durations, read_segments
+from msaf_learned_ssm_jams._text import parse_onset_labels
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HARMONIX = DATA / "harmonix"

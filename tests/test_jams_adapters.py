@@ -1,4 +1,4 @@
-"""Tests of jams_adapters.segments / io / text converters on files the tests make."""
+"""Tests of msaf_learned_ssm_jams.segments / io / text converters on files the tests make."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jams_adapters import (
+from msaf_learned_ssm_jams import (
     csv_to_jams,
     harmonix_to_jams,
     lab_to_jams,
@@ -23,7 +23,7 @@ from jams_adapters import (
     validate_segments,
     write_estimation_jams,
 )
-from jams_adapters.io import AnnotationExistsError
+from msaf_learned_ssm_jams.io import AnnotationExistsError
 from msaf_learned_ssm.errors import AnnotationError
 
 IV = np.array([[0.0, 10.0], [10.0, 25.5], [25.5, 40.0]])

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jams_adapters import check_pop909_alignment, parse_pop909_label, pop909_song_to_jams, read_segments
-from jams_adapters.pop909 import PASS_RATES_MEASURED, pop909_song_ids
+from msaf_learned_ssm_jams import check_pop909_alignment, parse_pop909_label, pop909_song_to_jams, read_segments
+from msaf_learned_ssm_jams.pop909 import PASS_RATES_MEASURED, pop909_song_ids
 from msaf_learned_ssm.errors import AnnotationError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -142,7 +142,7 @@ def test_analyzer_raises_checkpoint_error(tmp_path, tiny):
 
 def test_torch_load_always_weights_only():
     """Every torch.load call in the code base passes weights_only=True."""
-    sources = [p for folder in ("msaf_learned_ssm", "training", "jams_adapters", "bench",
+    sources = [p for folder in ("msaf_learned_ssm", "training", "msaf_learned_ssm_jams", "bench",
                                 "examples")
                for p in (ROOT / folder).rglob("*.py")]
     assert sources

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from msaf_learned_ssm import LearnedSSMError, ModelConfig
 from msaf_learned_ssm.checkpoint import load_model
 from msaf_learned_ssm.cli import main
-from training.corpus import find_tracks
-from training.trainer import TrainConfig, train
+from msaf_learned_ssm_training.corpus import find_tracks
+from msaf_learned_ssm_training.trainer import TrainConfig, train
 
 from test_training import _write_corpus
 
@@ -40,10 +40,10 @@ def test_trainer_skips_broken_reference(corpus, tmp_path):
         result = train(tracks[:2], tracks[2:], tmp_path / "m.pt",
                        ModelConfig(attention_layers=1), TrainConfig(epochs=1, seed=0),
                        cache_dir=tmp_path / "cache", device="cpu", progress=False)
-    assert list(result["skipped"]) == ["t1"]
-    reason = result["skipped"]["t1"]
+    assert list(result.skipped) == ["t1"]
+    reason = result.skipped["t1"]
     assert "t1.jams" in reason and "JSON" in reason
-    assert result["epochs_run"] == 1 and (tmp_path / "m.pt").is_file()
+    assert result.epochs_run == 1 and (tmp_path / "m.pt").is_file()
 
 
 def test_trainer_no_usable_track_is_one_error(corpus, tmp_path):

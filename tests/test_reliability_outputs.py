@@ -20,7 +20,7 @@ from msaf_learned_ssm import ModelConfig
 from msaf_learned_ssm.checkpoint import atomic_torch_save, load_model, save_model
 from msaf_learned_ssm.cli import main
 from msaf_learned_ssm.examples import synthesize_sections
-from training.corpus import FeatureCache
+from msaf_learned_ssm_training.corpus import FeatureCache
 
 from conftest import untrained_model
 

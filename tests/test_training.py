@@ -12,10 +12,10 @@ from msaf_learned_ssm import ModelConfig
 from msaf_learned_ssm.checkpoint import load_model, read_checkpoint
 from msaf_learned_ssm.cli import main
 from msaf_learned_ssm.examples import write_synthetic_corpus
-from training.corpus import FeatureCache, find_tracks, split_tracks
-from training.losses import joint_loss, novelty_bce, weighted_bce
-from training.targets import ground_truth_novelty, ground_truth_ssm, patch_labels
-from training.trainer import TrainConfig, train
+from msaf_learned_ssm_training.corpus import FeatureCache, find_tracks, split_tracks
+from msaf_learned_ssm_training.losses import joint_loss, novelty_bce, weighted_bce
+from msaf_learned_ssm_training.targets import ground_truth_novelty, ground_truth_ssm, patch_labels
+from msaf_learned_ssm_training.trainer import TrainConfig, train
 
 
 def test_patch_labels_and_targets():
@@ -60,7 +60,7 @@ def test_loss_goes_down(corpus, tmp_path):
     cfg = TrainConfig(epochs=4, lr=1e-3, patience=10, seed=1)
     result = train(tracks[:3], tracks[3:], tmp_path / "m.pt", TINY, cfg,
                    cache_dir=tmp_path / "cache", device="cpu", progress=False)
-    losses = [h["loss"] for h in result["history"]]
+    losses = [h["loss"] for h in result.history]
     assert len(losses) == 4
     assert losses[-1] < losses[0]
     model, meta = load_model(tmp_path / "m.pt")
@@ -77,7 +77,7 @@ def test_resume_gives_identical_state(corpus, tmp_path):
     # Interrupted after 4 steps (mid-epoch 2), then resumed.
     partial = train(tracks[:3], tracks[3:], tmp_path / "cut.pt", TINY, cfg,
                     stop_after_steps=4, **kwargs)
-    assert partial["stopped"] == "steps"
+    assert partial.stopped == "steps"
     train(tracks[:3], tracks[3:], tmp_path / "cut.pt", TINY, cfg, resume=True, **kwargs)
     a = read_checkpoint(tmp_path / "full.state.pt")
     b = read_checkpoint(tmp_path / "cut.state.pt")

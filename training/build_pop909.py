@@ -6,7 +6,7 @@ structure.  The learned-SSM model (Peeters, ISMIR 2023) is trained on audio, so 
 synthesised with FluidSynth and written as::
 
     OUT_DIR/audio/NNN.flac        mono, ``sample_rate`` Hz (22 050 by default), 16-bit FLAC
-    OUT_DIR/references/NNN.jams   the structure reference (``jams_adapters.pop909``)
+    OUT_DIR/references/NNN.jams   the structure reference (``msaf_learned_ssm_jams.pop909``)
 
 Rendering every song with the same piano would teach the model one timbre.  Recordings vary,
 so each song gets its own General MIDI programs for the three tracks, its own loudness, reverb
@@ -16,10 +16,10 @@ songs are rendered, in which order, or with how many processes.  They are stored
 ``sandbox`` under :data:`SANDBOX_KEY`, which is also how an interrupted build resumes: a song
 whose two files exist and whose stored choices equal the current ones is skipped.
 
-Command line (from the repository root)::
+Command line::
 
-    nice -n 10 .venv/bin/python training/build_pop909.py \\
-        /work/shared/data/pop909 /work/shared/data/pop909_structure corpora/pop909 --n-jobs 2
+    msaf-learned-ssm build-pop909 ../shared/data/pop909 ../shared/data/pop909_structure \\
+        corpora/pop909_band --mode band --jobs 2
 
 Requires the ``fluidsynth`` binary and the FluidR3 GM soundfont (Debian/Ubuntu:
 ``apt-get install fluidsynth fluid-soundfont-gm``; ``timgm6mb-soundfont`` adds a second
@@ -28,7 +28,6 @@ soundfont).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -60,6 +59,7 @@ DEFAULT_SOUNDFONTS: Tuple[str, ...] = (
     "/usr/share/sounds/sf2/TimGM6mb.sf2",
     "/usr/share/sounds/sf3/MuseScore_General.sf3",
     "/usr/share/sounds/sf2/MuseScore_General.sf2",
+    "/usr/share/sounds/sf2/sf_GMbank.sf2",  # csound-soundfont
 )
 
 INSTALL_HINT = (
@@ -397,6 +397,7 @@ def render_midi(
     gain: float = FLUIDSYNTH_GAIN,
     reverb: Optional[Mapping[str, float]] = None,
     binary: str = "fluidsynth",
+    effects: bool = True,
 ) -> None:
     """Synthesise a MIDI file to a 32-bit float WAV file with the FluidSynth CLI.
 
@@ -412,6 +413,8 @@ def render_midi(
         ``room_size`` and ``level`` in [0, 1]; FluidSynth's defaults when omitted.
     binary : str
         FluidSynth executable.
+    effects : bool
+        False turns FluidSynth's reverb and chorus off (band stems get theirs in the mix).
 
     Raises
     ------
@@ -419,6 +422,11 @@ def render_midi(
         If FluidSynth fails, times out or writes no audio; the message holds its stderr.
     """
     cmd = [binary, "-ni", "-q", "-g", f"{gain:.6g}", "-r", str(int(sample_rate))]
+    # Load only the samples the song uses: an .sf3 soundfont (MuseScore General) otherwise
+    # decodes every sample at start-up (9 s against 2 s measured here).
+    cmd += ["-o", "synth.dynamic-sample-loading=1"]
+    if not effects:
+        cmd += ["-R", "0", "-C", "0"]
     # Float output: a loud passage cannot clip inside FluidSynth; levels are set afterwards.
     cmd += ["-O", "float", "-T", "wav"]
     if reverb is not None:
@@ -589,6 +597,89 @@ def write_jams_atomic(path: PathLike, jam: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Synthesis
+# --------------------------------------------------------------------------------------------
+
+#: Rendering modes of :func:`render_song`.
+MODES = ("piano", "band")
+
+
+def choose_song_rendering(song_id: str, seed: int, soundfonts: Sequence[PathLike],
+                          mode: str = "piano") -> Dict[str, Any]:
+    """The rendering record of one song in ``mode`` (see :func:`render_song`), before synthesis."""
+    if mode == "piano":
+        return choose_rendering(song_id, seed, soundfonts)
+    if mode != "band":
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    from .band_render import BAND_BUILDER_VERSION, choose_band_rendering
+
+    band = choose_band_rendering(song_id, seed, [str(s) for s in soundfonts])
+    return {"song_id": song_id, "seed": int(seed), "mode": "band",
+            "builder_version": BAND_BUILDER_VERSION, "gain_db": band["gain_db"],
+            "fluidsynth_gain": FLUIDSYNTH_GAIN, "band": band}
+
+
+def _render_to_array(midi: mido.MidiFile, soundfont: str, sample_rate: int, gain: float,
+                     binary: str, reverb: Optional[Mapping[str, float]] = None,
+                     effects: bool = True) -> Tuple[np.ndarray, int]:
+    """Synthesise a MIDI object; returns float32 samples (n_samples, n_channels) and the rate."""
+    with tempfile.TemporaryDirectory(prefix="pop909_") as tmp:
+        mid_path, wav_path = Path(tmp) / "song.mid", Path(tmp) / "song.wav"
+        midi.save(str(mid_path))
+        render_midi(mid_path, soundfont, wav_path, sample_rate, gain, reverb, binary, effects)
+        y, sr = sf.read(str(wav_path), dtype="float32", always_2d=True)
+    return y, int(sr)
+
+
+def _soundfont_path(soundfonts: Sequence[PathLike], name: str) -> str:
+    return next(str(s) for s in soundfonts if Path(s).name == name)
+
+
+def render_piano_audio(source: mido.MidiFile, choices: Mapping[str, Any],
+                       soundfonts: Sequence[PathLike], sample_rate: int, binary: str
+                       ) -> Tuple[np.ndarray, int, Dict[str, Any]]:
+    """POP909's three tracks with the drawn programs, one render. Returns (y, sr, record extras)."""
+    sf_path = _soundfont_path(soundfonts, choices["soundfont"])
+    midi = assign_programs(source, choices["programs"])
+    y, sr = _render_to_array(midi, sf_path, sample_rate, choices["fluidsynth_gain"], binary,
+                             choices["reverb"])
+    return y, sr, {"soundfont_path": sf_path}
+
+
+def render_band_audio(song_id: str, source: mido.MidiFile, pop909_dir: PathLike,
+                      structure_dir: PathLike, choices: Mapping[str, Any],
+                      soundfonts: Sequence[PathLike], sample_rate: int, binary: str
+                      ) -> Tuple[np.ndarray, int, Dict[str, Any]]:
+    """The band render of one song: stems arranged, synthesised apart, then mixed.
+
+    Returns
+    -------
+    y : np.ndarray, shape (n_samples,), float32
+        The mono mix at ``sample_rate``.
+    sr : int
+    extras : dict
+        ``arrangement`` (the drawn plan) for the rendering record.
+    """
+    from msaf_learned_ssm_jams.pop909 import pop909_bar_grid, read_pop909_chords
+
+    from .band_render import band_stem_midis, mix_stems
+
+    band = choices["band"]
+    grid = pop909_bar_grid(song_id, pop909_dir, structure_dir)
+    chords = read_pop909_chords(Path(pop909_dir) / song_id / "chord_midi.txt")
+    midis, plan = band_stem_midis(source, grid, chords, band, song_id, int(choices["seed"]))
+    stems = {}
+    for part, midi in midis.items():
+        sf_path = _soundfont_path(soundfonts, band["soundfonts"][part])
+        y, sr = _render_to_array(midi, sf_path, sample_rate, choices["fluidsynth_gain"], binary,
+                                 effects=False)
+        y = resample(y.T.copy(), sr, sample_rate) if sr != sample_rate else y.T.copy()
+        stems[part] = y
+    mix = mix_stems(stems, band, sample_rate)
+    return mix, sample_rate, {"arrangement": plan}
+
+
+# --------------------------------------------------------------------------------------------
 # One song
 # --------------------------------------------------------------------------------------------
 
@@ -597,7 +688,7 @@ def _comparable(record: Mapping[str, Any]) -> Dict[str, Any]:
     # Keys that define the audio; the FluidSynth version and the peak scale are recorded but
     # not compared (an upgraded FluidSynth should not force a full re-render).
     keys = ("song_id", "seed", "builder_version", "programs", "gain_db", "reverb",
-            "fluidsynth_gain", "soundfont", "sample_rate")
+            "fluidsynth_gain", "soundfont", "sample_rate", "mode", "band")
     return json.loads(json.dumps({k: record.get(k) for k in keys}))
 
 
@@ -648,6 +739,7 @@ def render_song(
     binary: Optional[str] = None,
     version: Optional[str] = None,
     refresh_reference: bool = False,
+    mode: str = "piano",
 ) -> Tuple[str, str, str]:
     """Render one POP909 song and write its FLAC and JAMS, unless already done.
 
@@ -671,6 +763,9 @@ def render_song(
         For a song already rendered, rebuild its JAMS from the adapter (keeping the audio and
         the stored rendering record) instead of skipping it: for when the annotation adapter
         has changed but the audio has not.
+    mode : {"piano", "band"}
+        ``"piano"``: POP909's three tracks as one FluidSynth render (builder version 1);
+        ``"band"``: with bass and drums, stems mixed (:mod:`msaf_learned_ssm_training.band_render`).
 
     Returns
     -------
@@ -685,9 +780,9 @@ def render_song(
         out = Path(out_dir)
         audio_path = out / "audio" / f"{song_id}.flac"
         jams_path = out / "references" / f"{song_id}.jams"
-        choices = choose_rendering(song_id, seed, soundfonts)
+        choices = choose_song_rendering(song_id, seed, soundfonts, mode)
         choices["sample_rate"] = int(sample_rate)
-        from jams_adapters.pop909 import pop909_song_to_jams
+        from msaf_learned_ssm_jams.pop909 import pop909_song_to_jams
 
         if is_rendered(audio_path, jams_path, choices):
             if not refresh_reference:
@@ -703,15 +798,12 @@ def render_song(
         # The reference first: a song whose labels cannot be read is not worth synthesising.
         jam = pop909_song_to_jams(song_id, pop909_dir, structure_dir)
 
-        sf_path = next(str(s) for s in soundfonts if Path(s).name == choices["soundfont"])
         source = mido.MidiFile(str(Path(pop909_dir) / song_id / f"{song_id}.mid"))
-        midi = assign_programs(source, choices["programs"])
-        with tempfile.TemporaryDirectory(prefix=f"pop909_{song_id}_") as tmp:
-            mid_path, wav_path = Path(tmp) / "song.mid", Path(tmp) / "song.wav"
-            midi.save(str(mid_path))
-            render_midi(mid_path, sf_path, wav_path, sample_rate, choices["fluidsynth_gain"],
-                        choices["reverb"], binary)
-            y, sr = sf.read(str(wav_path), dtype="float32", always_2d=True)
+        if mode == "band":
+            y, sr, extra = render_band_audio(song_id, source, pop909_dir, structure_dir, choices,
+                                             soundfonts, sample_rate, binary)
+        else:
+            y, sr, extra = render_piano_audio(source, choices, soundfonts, sample_rate, binary)
         y = resample(to_mono(y), sr, sample_rate)
         # The audio must span both the music and every annotated segment (the last labelled
         # bar can end a little after the last MIDI event); pad with silence in the rare case
@@ -727,8 +819,8 @@ def render_song(
         duration = y.shape[0] / float(sample_rate)
 
         record = dict(choices)
-        record.update(soundfont_path=sf_path,
-                      fluidsynth_version=version or fluidsynth_version(binary),
+        record.update(extra)
+        record.update(fluidsynth_version=version or fluidsynth_version(binary),
                       peak_scale=round(scale, 6))
         jam.sandbox.update(**{SANDBOX_KEY: record})
         jam.file_metadata.duration = duration
@@ -758,6 +850,7 @@ def build_pop909_corpus(
     sample_rate: int = 22050,
     *,
     refresh_references: bool = False,
+    mode: str = "piano",
 ) -> Dict[str, Any]:
     """Render POP909 songs into ``out_dir/audio/*.flac`` and ``out_dir/references/*.jams``.
 
@@ -782,6 +875,8 @@ def build_pop909_corpus(
         Output rate in Hz.
     refresh_references : bool
         Rebuild the JAMS of songs already rendered (audio kept); see :func:`render_song`.
+    mode : {"piano", "band"}
+        What to render (see :func:`render_song`).
 
     Returns
     -------
@@ -794,7 +889,7 @@ def build_pop909_corpus(
     RuntimeError
         If FluidSynth or the FluidR3 GM soundfont is missing (with install instructions).
     ImportError
-        If ``jams_adapters.pop909`` cannot be imported.
+        If ``msaf_learned_ssm_jams.pop909`` cannot be imported.
     """
     from tqdm import tqdm
 
@@ -802,7 +897,7 @@ def build_pop909_corpus(
     soundfonts = find_soundfonts()
     version = fluidsynth_version(binary)
     # Fail now, not once per song, if the reference adapter is unavailable.
-    from jams_adapters.pop909 import pop909_song_to_jams  # noqa: F401
+    from msaf_learned_ssm_jams.pop909 import pop909_song_to_jams  # noqa: F401
 
     if song_ids is None:
         song_ids = list_song_ids(pop909_dir, structure_dir)
@@ -813,7 +908,9 @@ def build_pop909_corpus(
 
     kwargs = dict(pop909_dir=str(pop909_dir), structure_dir=str(structure_dir), out_dir=str(out),
                   seed=seed, sample_rate=sample_rate, soundfonts=soundfonts, binary=binary,
-                  version=version, refresh_reference=refresh_references)
+                  version=version, refresh_reference=refresh_references, mode=mode)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     results: List[Tuple[str, str, str]] = []
     # Redirected to a log file (nohup), a bar redrawn ten times a second only bloats the log.
     bar = tqdm(total=len(song_ids), desc="POP909", unit="song",
@@ -844,44 +941,3 @@ def build_pop909_corpus(
         "fluidsynth_version": version,
     }
     return summary
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Command-line entry point; returns the exit status (1 if any song failed)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("pop909_dir", help="POP909 root (NNN/NNN.mid)")
-    parser.add_argument("structure_dir", help="POP909 structure annotations root (NNN/)")
-    parser.add_argument("out_dir", help="corpus root; audio/ and references/ are created")
-    parser.add_argument("--songs", nargs="*", default=None, help="song ids (default: all)")
-    parser.add_argument("--songs-file", default=None, help="file with one song id per line")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-jobs", type=int, default=2)
-    parser.add_argument("--sample-rate", type=int, default=22050)
-    parser.add_argument("--refresh-references", action="store_true",
-                        help="rewrite the JAMS of already rendered songs from the adapter")
-    args = parser.parse_args(argv)
-
-    song_ids = args.songs
-    if args.songs_file:
-        song_ids = (song_ids or []) + Path(args.songs_file).read_text().split()
-
-    summary = build_pop909_corpus(args.pop909_dir, args.structure_dir, args.out_dir, song_ids,
-                                  seed=args.seed, n_jobs=args.n_jobs, sample_rate=args.sample_rate,
-                                  refresh_references=args.refresh_references)
-    print(f"rendered {len(summary['rendered'])}, skipped {len(summary['skipped'])}, "
-          f"refreshed {len(summary['refreshed'])}, failed {len(summary['failed'])} "
-          f"(soundfonts: {', '.join(summary['soundfonts'])}; "
-          f"fluidsynth {summary['fluidsynth_version']})")
-    for sid, reason in summary["failed"].items():
-        print(f"FAILED {sid}: {reason}", file=sys.stderr)
-    return 1 if summary["failed"] else 0
-
-
-if __name__ == "__main__":
-    # Run as a script (python training/build_pop909.py): make the repository's packages
-    # (jams_adapters) importable without installing the project; appended, so an installed
-    # copy or PYTHONPATH still takes precedence.
-    _root = str(Path(__file__).resolve().parents[1])
-    if _root not in sys.path:
-        sys.path.append(_root)
-    sys.exit(main())

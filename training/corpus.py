@@ -126,12 +126,17 @@ class FeatureCache:
         self.config = config
         settings = json.dumps(frontend_settings(config), sort_keys=True)
         self._settings_key = hashlib.sha256(settings.encode()).hexdigest()[:12]
-        if self.cache_dir is not None:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        # The folder is made by the first write, so a run that fails before computing any
+        # feature leaves nothing behind.
 
-    def path_for(self, audio: PathLike) -> Path:
+    def path_for(self, audio: PathLike, augment: Optional[dict] = None) -> Path:
+        """Cache file of ``audio`` (with augmentation parameters ``augment``, if any)."""
         assert self.cache_dir is not None
-        return self.cache_dir / f"{_file_digest(Path(audio))}-{self._settings_key}.npz"
+        key = f"{_file_digest(Path(audio))}-{self._settings_key}"
+        if augment is not None:
+            drawn = json.dumps(augment, sort_keys=True).encode()
+            key += "-aug" + hashlib.sha256(drawn).hexdigest()[:12]
+        return self.cache_dir / f"{key}.npz"
 
     def _read(self, path: Path) -> Optional[tuple[np.ndarray, np.ndarray, float]]:
         try:
@@ -150,24 +155,50 @@ class FeatureCache:
         with atomic_open(path, "wb") as handle:
             np.savez(handle, steps=steps, step_times=times, duration=duration)
 
-    def steps(self, audio: PathLike) -> tuple[np.ndarray, np.ndarray, float]:
-        """(steps (n_mels, n_steps), step_times (n_steps,), duration s) of ``audio``."""
-        path = self.path_for(audio) if self.cache_dir is not None else None
+    def steps(self, audio: PathLike, augment: Optional[dict] = None
+              ) -> tuple[np.ndarray, np.ndarray, float]:
+        """(steps (n_mels, n_steps), step_times (n_steps,), duration s) of ``audio``.
+
+        ``augment``: parameters of :func:`~msaf_learned_ssm_training.augment.draw_augmentation`
+        applied to the waveform first (the duration is then the augmented audio's).
+        """
+        path = self.path_for(audio, augment) if self.cache_dir is not None else None
         if path is not None and path.is_file():
             cached = self._read(path)
             if cached is not None:
                 return cached
         y = load_audio(audio, self.config.sample_rate)
+        if augment is not None:
+            from .augment import apply_augmentation
+
+            y, _ = apply_augmentation(y, self.config.sample_rate, augment)
         steps, times = compute_steps(y, self.config)
         duration = len(y) / self.config.sample_rate
         if path is not None:
             self._write(path, steps, times, duration)
         return steps, times, duration
 
-    def patches(self, audio: PathLike) -> Patches:
-        """The model's input patches for ``audio``."""
-        steps, times, duration = self.steps(audio)
+    def patches(self, audio: PathLike, augment: Optional[dict] = None) -> Patches:
+        """The model's input patches for ``audio`` (augmented by ``augment`` if given)."""
+        steps, times, duration = self.steps(audio, augment)
         return patches_from_steps(steps, times, duration, self.config)
 
 
-__all__ = ["FeatureCache", "Track", "find_tracks", "read_id_list", "split_tracks"]
+def default_cache_dir(corpus_dir: PathLike) -> Path:
+    """Feature cache folder for a corpus: ``CORPUS/.ssm_cache``, or, when the corpus is not
+    writable (a read-only dataset), the user cache folder
+    (``platformdirs.user_cache_dir("msaf-learned-ssm")/features``, e.g.
+    ``~/.cache/msaf-learned-ssm/features``).  Entries are keyed by audio content, so one
+    folder serves any number of corpora."""
+    own = Path(corpus_dir) / ".ssm_cache"
+    if own.is_dir() and os.access(own, os.W_OK):
+        return own
+    if not own.exists() and os.access(corpus_dir, os.W_OK):
+        return own
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("msaf-learned-ssm")) / "features"
+
+
+__all__ = ["FeatureCache", "Track", "default_cache_dir", "find_tracks", "read_id_list",
+           "split_tracks"]

@@ -1,29 +1,35 @@
 """The training loop: Adam on the joint loss, validation with mir_eval each epoch, early
 stopping, atomic checkpoints and exact resumption.
 
-Two files are written next to ``out`` (``MODEL.pt``):
+Three files are written for ``out`` = ``MODEL.pt`` (for a name without ``.pt`` the suffixes are
+appended to the whole name: ``model.v1`` -> ``model.v1.state.pt``, so runs never share them):
 
 * ``MODEL.pt``: the best model so far (by the mean of validation HR0.5F and HR3F), a
   plain model file that the plugin and the CLI load;
-* ``MODEL.state.pt``: everything needed to resume (model, optimizer, epoch and position in
-  the epoch, RNG states, history), written every ``checkpoint_every`` tracks and at the
-  end of every epoch.
+* ``MODEL.state.pt``: everything needed to resume (:class:`TrainState`), written every
+  ``checkpoint_every`` tracks and at the end of every epoch;
+* ``MODEL.log.jsonl``: one JSON line per epoch (losses, validation scores, seconds).
 
-and ``MODEL.log.jsonl``: one JSON line per epoch (losses, validation scores, seconds).
+Guarantees: a run never replaces another run's files unless asked (``resume`` continues
+them, ``overwrite`` replaces them); a non-finite loss or gradient stops the run with
+:class:`TrainingDivergedError` before anything non-finite is saved; the output folder is
+checked for writability before any work.
 
-Determinism: the order of the tracks and the random crops of an epoch derive from
-``(seed, epoch)``, and the torch RNG state (dropout) is saved in the resume state, so a
-run killed at any point and resumed ends with the same weights as an uninterrupted run.
+Determinism: the order of the tracks, the random crops and the augmentation draws of an
+epoch derive from ``(seed, epoch)``, and the torch RNG state (dropout) is saved in the resume
+state, so a run killed at any point and resumed ends with the same weights as an
+uninterrupted run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import mir_eval
 import numpy as np
@@ -32,19 +38,29 @@ from tqdm.auto import tqdm
 
 from msaf_learned_ssm.checkpoint import atomic_torch_save, checkpoint_dict, read_checkpoint
 from msaf_learned_ssm.config import ModelConfig, PeakConfig
-from msaf_learned_ssm.errors import CheckpointError, LearnedSSMError
+from msaf_learned_ssm.errors import CheckpointError, LearnedSSMError, OutputError
 from msaf_learned_ssm.fileio import atomic_write_text
 from msaf_learned_ssm.inference import resolve_device
 from msaf_learned_ssm.model import SSMNet, cosine_ssm
-from msaf_learned_ssm.peaks import boundary_times, pick_peaks
+from msaf_learned_ssm.peaks import novelty_to_boundaries
+from msaf_learned_ssm_jams.fileio import check_writable_dir
+from msaf_learned_ssm_jams.segments import DURATION_TOL
 
+from .augment import AugmentConfig, draw_augmentation
 from .corpus import FeatureCache, Track
 from .losses import joint_loss, novelty_bce, weighted_bce
 from .targets import (ground_truth_novelty, ground_truth_ssm, patch_labels,
                       reference_boundaries)
 
 PathLike = Union[str, os.PathLike]
-STATE_VERSION = 1
+STATE_VERSION = 2
+
+__all__ = ["TrainConfig", "TrainResult", "TrainState", "TrainingDivergedError", "Example",
+           "load_example", "training_step", "evaluate", "run_paths", "deterministic", "train"]
+
+
+class TrainingDivergedError(LearnedSSMError):
+    """The loss or a gradient became NaN or infinite (usually: learning rate too high)."""
 
 
 @dataclass
@@ -69,7 +85,13 @@ class TrainConfig:
         Save the resume state every this many tracks (and at each epoch's end).
     seed : int
     namespace, annotator
-        Which reference annotation to learn (see ``jams_adapters.segments.read_segments``).
+        Which reference annotation to learn (see ``msaf_learned_ssm_jams.segments.read_segments``).
+    peaks : dict
+        Peak picking used for validation (:class:`~msaf_learned_ssm.config.PeakConfig`).
+    augment : dict or None
+        Waveform augmentation of the training tracks
+        (:class:`~msaf_learned_ssm_training.augment.AugmentConfig` as a dict); None: off.
+        Validation is never augmented.
     """
 
     alpha: float = 0.5
@@ -83,6 +105,7 @@ class TrainConfig:
     namespace: Optional[str] = None
     annotator: Optional[Union[str, int]] = None
     peaks: dict = field(default_factory=lambda: PeakConfig().to_dict())
+    augment: Optional[dict] = None
 
 
 @dataclass
@@ -97,13 +120,75 @@ class Example:
     duration: float
 
 
-def load_example(track: Track, cache: FeatureCache, config: TrainConfig) -> Example:
-    """Patches and ground truth of one track (raises LearnedSSMError on bad input)."""
-    from jams_adapters.segments import read_segments
+@dataclass
+class TrainResult:
+    """What a call of :func:`train` did.
 
-    patches = cache.patches(track.audio)
-    intervals, labels = read_segments(track.reference, namespace=config.namespace,
-                                      annotator=config.annotator)
+    Attributes
+    ----------
+    history : list of dict
+        Per-epoch records (losses, ``val_*`` scores, seconds), as in the log file.
+    best : dict or None
+        The record of the best epoch.
+    epochs_run : int
+        Epochs completed (in all calls of a resumed run).
+    stopped : str
+        ``"early"`` (patience), ``"epochs"`` (all done) or ``"steps"`` (``stop_after_steps``).
+    skipped : dict
+        Track id -> why it was left out.
+    """
+
+    history: list
+    best: Optional[dict]
+    epochs_run: int
+    stopped: str
+    skipped: dict
+
+
+def run_paths(out: PathLike) -> tuple[Path, Path, Path]:
+    """(best model, resume state, log) files of a run whose best model is ``out``."""
+    out = Path(out)
+    stem = out.name[:-3] if out.name.endswith(".pt") else out.name
+    return out, out.with_name(stem + ".state.pt"), out.with_name(stem + ".log.jsonl")
+
+
+def _reference(track: Track, config: TrainConfig) -> tuple[np.ndarray, list]:
+    from msaf_learned_ssm_jams.segments import read_segments
+
+    return read_segments(track.reference, namespace=config.namespace,
+                         annotator=config.annotator)
+
+
+def _check_fits(track: Track, intervals: np.ndarray, duration: float) -> None:
+    """A reference must describe this audio: not run past it, nor stop long before it."""
+    end = float(intervals[-1, 1]) if len(intervals) else 0.0
+    if end > duration + DURATION_TOL:
+        raise LearnedSSMError(f"{track.reference}: the reference runs to {end:.1f} s but "
+                              f"{track.audio.name} lasts {duration:.1f} s (tolerance "
+                              f"{DURATION_TOL} s): not the reference of this audio?")
+    try:
+        with open(track.reference, encoding="utf-8") as handle:
+            stated = json.load(handle).get("file_metadata", {}).get("duration")
+    except (OSError, ValueError):
+        stated = None
+    if stated is not None and abs(float(stated) - duration) > max(DURATION_TOL, 0.01 * duration):
+        raise LearnedSSMError(f"{track.reference}: the reference says the audio lasts "
+                              f"{float(stated):.1f} s but {track.audio.name} lasts "
+                              f"{duration:.1f} s")
+
+
+def load_example(track: Track, cache: FeatureCache, config: TrainConfig,
+                 augment: Optional[dict] = None) -> Example:
+    """Patches and ground truth of one track (raises LearnedSSMError on bad input).
+
+    With ``augment`` (drawn parameters), the waveform is augmented first and the reference's
+    times are scaled with the tempo change.
+    """
+    intervals, labels = _reference(track, config)
+    _check_fits(track, intervals, cache.steps(track.audio)[2])
+    patches = cache.patches(track.audio, augment)
+    if augment is not None and augment.get("tempo") is not None:
+        intervals = np.asarray(intervals, dtype=float) / float(augment["tempo"])
     return Example(track.track_id, patches.data, patches.times,
                    patch_labels(patches.times, intervals, labels),
                    reference_boundaries(intervals), patches.duration)
@@ -145,8 +230,8 @@ def evaluate(model: SSMNet, examples: Sequence[Example], peaks: PeakConfig,
         if len(ex.patches) == 0:
             continue
         _, novelty = model(torch.from_numpy(ex.patches).to(device))
-        found = pick_peaks(novelty.float().cpu().numpy(), model.config.patch_hop_sec, peaks)
-        est = boundary_times(found, ex.patch_times, ex.duration)
+        est = novelty_to_boundaries(novelty.float().cpu().numpy(), ex.patch_times,
+                                    ex.duration, model.config.patch_hop_sec, peaks)
         ref = ex.boundaries
         row = {}
         for window in (0.5, 3.0):
@@ -163,36 +248,153 @@ def evaluate(model: SSMNet, examples: Sequence[Example], peaks: PeakConfig,
     return out
 
 
-def _set_torch_rng(state: torch.Tensor, cuda_states: Optional[list]) -> None:
-    torch.set_rng_state(state)
-    if cuda_states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda_states)
+@contextlib.contextmanager
+def deterministic() -> Iterator[None]:
+    """Use PyTorch's deterministic kernels inside the block, then restore the caller's setting.
 
-
-def _paths(out: Path) -> tuple[Path, Path, Path]:
-    return out, out.with_suffix(".state.pt"), out.with_suffix(".log.jsonl")
-
-
-def train(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    """Train SSM-Net; see :func:`_train` for the parameters and the module docstring for
-    the files written."""
-    # Resumption must reproduce an uninterrupted run bit for bit: use PyTorch's
-    # deterministic kernels (e.g. the scatter-add in the backward of the band gathers),
-    # then restore the caller's setting.
+    Resumption must reproduce an uninterrupted run bit for bit, which needs e.g. the
+    deterministic scatter-add in the backward of the novelty band's gathers.
+    """
     previous = torch.are_deterministic_algorithms_enabled()
     previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        return _train(*args, **kwargs)
+        yield
     finally:
         torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
 
 
-def _train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathLike,
+def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in tensors if t is not None)
+
+
+@dataclass
+class TrainState:
+    """Everything a run needs to continue: model, optimizer, position, history, RNG.
+
+    ``save`` writes it atomically (and refuses non-finite weights); ``load`` restores it.
+    """
+
+    model: SSMNet
+    optimizer: torch.optim.Optimizer
+    config: TrainConfig
+    epoch: int = 0
+    position: int = 0
+    history: list = field(default_factory=list)
+    best: Optional[dict] = None
+    stale: int = 0
+    running: dict = field(default_factory=lambda: _zero_running())
+
+    def save(self, path: Path) -> None:
+        if not _all_finite(list(self.model.state_dict().values())):
+            raise TrainingDivergedError(f"{path}: refusing to save non-finite weights")
+        atomic_torch_save({
+            "state_version": STATE_VERSION, "model": checkpoint_dict(self.model),
+            "optimizer": self.optimizer.state_dict(), "epoch": self.epoch,
+            "position": self.position, "history": self.history, "best": self.best,
+            "stale": self.stale, "running": self.running, "train_config": asdict(self.config),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }, path)
+
+    @staticmethod
+    def read_configs(path: Path) -> tuple[dict, ModelConfig, TrainConfig]:
+        """The raw state and its saved configurations (CheckpointError if unusable)."""
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no resume state to continue from")
+        data = read_checkpoint(path)
+        if data.get("state_version", 0) > STATE_VERSION:
+            raise CheckpointError(f"{path}: resume state version {data.get('state_version')} "
+                                  "is newer than supported")
+        try:
+            return (data, ModelConfig.from_dict(data["model"]["config"]),
+                    TrainConfig(**data["train_config"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: not a usable resume state "
+                                  f"({type(exc).__name__}: {exc})") from exc
+
+    def restore(self, data: dict, path: Path) -> None:
+        try:
+            self.model.load_state_dict(data["model"]["state_dict"])
+            self.optimizer.load_state_dict(data["optimizer"])
+            self.epoch, self.position = int(data["epoch"]), int(data["position"])
+            self.history, self.best = list(data["history"]), data["best"]
+            self.stale, self.running = int(data["stale"]), dict(data["running"])
+            torch.set_rng_state(data["torch_rng"])
+            if data.get("cuda_rng") and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(data["cuda_rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            # A file that read_checkpoint accepted but is not a (complete) resume state.
+            raise CheckpointError(f"{path}: not a usable resume state "
+                                  f"({type(exc).__name__}: {exc})") from exc
+
+
+def _zero_running() -> dict:
+    return {"loss": 0.0, "ssm_loss": 0.0, "novelty_loss": 0.0, "n": 0}
+
+
+def _refuse_existing(paths: Sequence[Path], resume: bool, overwrite: bool) -> None:
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other")
+    if resume or overwrite:
+        return
+    existing = [p for p in paths if p.exists()]
+    if existing:
+        raise OutputError(f"{existing[0]} exists (an earlier run): pass --resume to continue "
+                          "it or --overwrite to replace it")
+
+
+def _load_examples(tracks: Sequence[Track], cache: FeatureCache, config: TrainConfig,
+                   what: str, skipped: dict, progress: bool) -> list[Example]:
+    examples = []
+    for track in tqdm(tracks, desc=f"features ({what})", disable=not progress, leave=False):
+        try:
+            examples.append(load_example(track, cache, config))
+        except LearnedSSMError as exc:
+            skipped[track.track_id] = str(exc)
+    return examples
+
+
+def _epoch_example(base: Example, track: Track, cache: FeatureCache, config: TrainConfig,
+                   epoch: int) -> Example:
+    """The example a training step sees: ``base``, or this epoch's augmented draw of it."""
+    if config.augment is None:
+        return base
+    augment = AugmentConfig(**config.augment)
+    params = draw_augmentation(augment, config.seed, track.track_id, epoch % augment.variants)
+    return load_example(track, cache, config, params)
+
+
+def _step(state: TrainState, example: Example, rng: np.random.Generator,
+          dev: torch.device) -> None:
+    """One optimisation step on one track; TrainingDivergedError before a non-finite update."""
+    patches, label_ids = _crop(example, state.config.max_patches, rng)
+    losses = training_step(state.model, torch.from_numpy(patches).to(dev), label_ids,
+                           state.config)
+    where = f"epoch {state.epoch + 1}, track {example.track_id}"
+    if not torch.isfinite(losses["loss"]):
+        raise TrainingDivergedError(f"the loss became {float(losses['loss'])} at {where}: "
+                                    f"lower the learning rate (--lr, now {state.config.lr:g})")
+    state.optimizer.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    if not _all_finite([p.grad for p in state.model.parameters()]):
+        raise TrainingDivergedError(f"a gradient became non-finite at {where}: lower the "
+                                    f"learning rate (--lr, now {state.config.lr:g})")
+    state.optimizer.step()
+    if not _all_finite(list(state.model.parameters())):
+        raise TrainingDivergedError(f"the weights became non-finite at {where}: lower the "
+                                    f"learning rate (--lr, now {state.config.lr:g})")
+    for key in ("loss", "ssm_loss", "novelty_loss"):
+        state.running[key] += float(losses[key].detach())
+    state.running["n"] += 1
+
+
+def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathLike,
           model_config: ModelConfig = ModelConfig(), config: TrainConfig = TrainConfig(),
           cache_dir: Optional[PathLike] = None, device: str = "auto", resume: bool = False,
           progress: bool = True, stop_after_steps: Optional[int] = None,
-          on_event: Optional[Callable[[str, dict], None]] = None) -> dict[str, Any]:
+          on_event: Optional[Callable[[str, dict], None]] = None, *,
+          overwrite: bool = False, epochs: Optional[int] = None) -> TrainResult:
     """Train SSM-Net; see the module docstring for the files written.
 
     Parameters
@@ -201,153 +403,137 @@ def _train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: Path
     out : path
         The best model's file (``.pt``).
     model_config, config : ModelConfig, TrainConfig
-        Ignored when resuming: the saved ones are used.
+        Ignored when resuming: the saved ones are used (but see ``epochs``).
     cache_dir : path, optional
         Feature cache folder.
     device : str
         ``auto``, ``cpu``, ``cuda``...
     resume : bool
-        Continue from ``out``'s resume state if it exists.
+        Continue from ``out``'s resume state (CheckpointError if there is none).
     progress : bool
         Show tqdm bars.
     stop_after_steps : int, optional
         Stop (after saving the resume state) once this many optimisation steps were done in
         this call; for tests of resumption.
+    on_event : callable, optional
+        Called as ``on_event("epoch", record)`` after each epoch.
+    overwrite : bool
+        Replace the files of an earlier run at ``out`` (without it, and without ``resume``,
+        existing files are an :class:`OutputError`).
+    epochs : int, optional
+        With ``resume``: train until this many epochs in all (a finished run can be
+        extended); default the saved run's.
 
     Returns
     -------
-    dict
-        ``history`` (per-epoch records), ``best`` (best validation scores), ``epochs_run``,
-        ``stopped`` (``"early"``, ``"epochs"``, ``"steps"``), ``skipped`` tracks with reasons.
-    """
-    out = Path(out)
-    best_path, state_path, log_path = _paths(out)
-    dev = resolve_device(device)
-    state = None
-    if resume and state_path.is_file():
-        state = read_checkpoint(state_path)
-        if state.get("state_version", 0) > STATE_VERSION:
-            raise CheckpointError(f"{state_path}: resume state version "
-                                  f"{state.get('state_version')} is newer than supported")
-        try:
-            model_config = ModelConfig.from_dict(state["model"]["config"])
-            config = TrainConfig(**state["train_config"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{state_path}: not a usable resume state "
-                                  f"({type(exc).__name__}: {exc})") from exc
-    elif resume:
-        raise CheckpointError(f"{state_path}: no resume state to continue from")
+    TrainResult
 
+    Raises
+    ------
+    OutputError
+        Earlier run's files exist (neither ``resume`` nor ``overwrite``), or the output
+        folder is not writable.
+    LearnedSSMError
+        No training track given, or none usable (the reasons of the first ones).
+    TrainingDivergedError
+        Non-finite loss, gradient or weights; nothing non-finite is saved.
+    CheckpointError
+        A missing or unusable resume state.
+    """
+    paths = run_paths(out)
+    _refuse_existing(paths, resume, overwrite)
+    check_writable_dir(paths[0].parent, "model")
+    if not train_tracks:
+        raise LearnedSSMError("no training tracks given")
+    with deterministic():
+        return _run(train_tracks, val_tracks, paths, model_config, config, cache_dir,
+                    resolve_device(device), resume, progress, stop_after_steps, on_event, epochs)
+
+
+def _start(paths: tuple, model_config: ModelConfig, config: TrainConfig, dev: torch.device,
+           resume: bool, epochs: Optional[int]) -> TrainState:
+    data = None
+    if resume:
+        data, model_config, config = TrainState.read_configs(paths[1])
+        if epochs is not None:
+            config = replace(config, epochs=int(epochs))
     torch.manual_seed(config.seed)
     model = SSMNet(model_config).to(dev)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
-                                 lr=config.lr)
-    epoch, position, history, best, stale = 0, 0, [], None, 0
-    running = {"loss": 0.0, "ssm_loss": 0.0, "novelty_loss": 0.0, "n": 0}
-    if state is not None:
-        try:
-            model.load_state_dict(state["model"]["state_dict"])
-            optimizer.load_state_dict(state["optimizer"])
-            epoch, position = int(state["epoch"]), int(state["position"])
-            history, best, stale = list(state["history"]), state["best"], int(state["stale"])
-            running = dict(state["running"])
-            _set_torch_rng(state["torch_rng"], state.get("cuda_rng"))
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            # A file that read_checkpoint accepted but is not a (complete) resume state.
-            raise CheckpointError(f"{state_path}: not a usable resume state "
-                                  f"({type(exc).__name__}: {exc})") from exc
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    state = TrainState(model, optimizer, config)
+    if data is not None:
+        state.restore(data, paths[1])
+    return state
 
-    cache = FeatureCache(cache_dir, model_config)
-    peaks = PeakConfig(**config.peaks)
+
+def _run(train_tracks, val_tracks, paths, model_config, config, cache_dir, dev, resume,
+         progress, stop_after_steps, on_event, epochs) -> TrainResult:
+    best_path, state_path, log_path = paths
+    state = _start(paths, model_config, config, dev, resume, epochs)
+    config = state.config
+    cache = FeatureCache(cache_dir, state.model.config)
     skipped: dict[str, str] = {}
-
-    def load_all(tracks: Sequence[Track], what: str) -> list[Example]:
-        examples = []
-        for track in tqdm(tracks, desc=f"features ({what})", disable=not progress,
-                          leave=False):
-            try:
-                examples.append(load_example(track, cache, config))
-            except LearnedSSMError as exc:
-                skipped[track.track_id] = str(exc)
-        return examples
-
-    train_examples = load_all(train_tracks, "train")
-    val_examples = load_all(val_tracks, "validation")
+    train_examples = _load_examples(train_tracks, cache, config, "train", skipped, progress)
+    val_examples = _load_examples(val_tracks, cache, config, "validation", skipped, progress)
     if not train_examples:
         raise LearnedSSMError("no usable training track: " + "; ".join(
             f"{k}: {v}" for k, v in list(skipped.items())[:5]))
-
-    def save_state() -> None:
-        atomic_torch_save({
-            "state_version": STATE_VERSION, "model": checkpoint_dict(model),
-            "optimizer": optimizer.state_dict(), "epoch": epoch, "position": position,
-            "history": history, "best": best, "stale": stale, "running": running,
-            "train_config": asdict(config), "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        }, state_path)
-
-    def write_log() -> None:
-        atomic_write_text(log_path, "".join(json.dumps(h) + "\n" for h in history))
-
-    steps_done, stopped = 0, "epochs"
-    while epoch < config.epochs:
+    tracks_by_id = {t.track_id: t for t in train_tracks}
+    peaks = PeakConfig(**config.peaks)
+    steps_done = 0
+    while state.epoch < config.epochs:
         started = time.perf_counter()
-        order = np.random.default_rng([config.seed, epoch]).permutation(len(train_examples))
-        model.train()
-        bar = tqdm(total=len(order), initial=position, desc=f"epoch {epoch + 1}/{config.epochs}",
-                   disable=not progress, leave=False)
-        while position < len(order):
-            ex = train_examples[order[position]]
-            crop_rng = np.random.default_rng([config.seed, epoch, position])
-            patches, label_ids = _crop(ex, config.max_patches, crop_rng)
-            losses = training_step(model, torch.from_numpy(patches).to(dev), label_ids, config)
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            optimizer.step()
-            for key in ("loss", "ssm_loss", "novelty_loss"):
-                running[key] += float(losses[key].detach())
-            running["n"] += 1
-            position += 1
+        order = np.random.default_rng([config.seed, state.epoch]).permutation(len(train_examples))
+        state.model.train()
+        bar = tqdm(total=len(order), initial=state.position, disable=not progress, leave=False,
+                   desc=f"epoch {state.epoch + 1}/{config.epochs}")
+        while state.position < len(order):
+            base = train_examples[order[state.position]]
+            example = _epoch_example(base, tracks_by_id[base.track_id], cache, config,
+                                     state.epoch)
+            _step(state, example, np.random.default_rng([config.seed, state.epoch,
+                                                         state.position]), dev)
+            state.position += 1
             steps_done += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{running['loss'] / running['n']:.4f}")
-            if position % config.checkpoint_every == 0 and position < len(order):
-                save_state()
+            bar.set_postfix(loss=f"{state.running['loss'] / state.running['n']:.4f}")
+            if state.position % config.checkpoint_every == 0 and state.position < len(order):
+                state.save(state_path)
             if stop_after_steps is not None and steps_done >= stop_after_steps:
-                save_state()
+                state.save(state_path)
                 bar.close()
-                return {"history": history, "best": best, "epochs_run": epoch,
-                        "stopped": "steps", "skipped": skipped}
+                return TrainResult(state.history, state.best, state.epoch, "steps", skipped)
         bar.close()
-        scores = evaluate(model, val_examples, peaks, dev) if val_examples else {"score": 0.0}
-        record = {"epoch": epoch + 1,
-                  **{k: running[k] / max(running["n"], 1)
-                     for k in ("loss", "ssm_loss", "novelty_loss")},
-                  **{f"val_{k}": v for k, v in scores.items()},
-                  "seconds": time.perf_counter() - started}
-        history.append(record)
-        improved = best is None or scores["score"] > best["val_score"] + 1e-9
-        if improved:
-            best, stale = dict(record), 0
-            atomic_torch_save(checkpoint_dict(model, epoch=epoch + 1, metrics=record,
-                                              train_config=asdict(config)), best_path)
-        else:
-            stale += 1
-        epoch, position = epoch + 1, 0
-        running = {"loss": 0.0, "ssm_loss": 0.0, "novelty_loss": 0.0, "n": 0}
-        save_state()
-        write_log()
+        record = _end_epoch(state, val_examples, peaks, dev, started, best_path)
+        state.save(state_path)
+        atomic_write_text(log_path, "".join(json.dumps(h) + "\n" for h in state.history))
         if on_event is not None:
             on_event("epoch", record)
         if progress:
-            tqdm.write(f"epoch {record['epoch']}: loss {record['loss']:.4f} "
-                       f"val HR0.5F {scores.get('HR0.5F', float('nan')):.3f} "
-                       f"HR3F {scores.get('HR3F', float('nan')):.3f}"
-                       + (" *" if improved else ""))
-        if stale >= config.patience:
-            stopped = "early"
-            break
-    return {"history": history, "best": best, "epochs_run": epoch, "stopped": stopped,
-            "skipped": skipped}
+            tqdm.write(f"epoch {record['epoch']}: loss {record['loss']:.4f} val HR0.5F "
+                       f"{record.get('val_HR0.5F', float('nan')):.3f} HR3F "
+                       f"{record.get('val_HR3F', float('nan')):.3f}"
+                       + (" *" if state.stale == 0 else ""))
+        if state.stale >= config.patience:
+            return TrainResult(state.history, state.best, state.epoch, "early", skipped)
+    return TrainResult(state.history, state.best, state.epoch, "epochs", skipped)
 
 
+def _end_epoch(state: TrainState, val_examples: Sequence[Example], peaks: PeakConfig,
+               dev: torch.device, started: float, best_path: Path) -> dict:
+    """Validate, record the epoch, save the model if it is the best; returns the record."""
+    scores = evaluate(state.model, val_examples, peaks, dev) if val_examples else {"score": 0.0}
+    record = {"epoch": state.epoch + 1,
+              **{k: state.running[k] / max(state.running["n"], 1)
+                 for k in ("loss", "ssm_loss", "novelty_loss")},
+              **{f"val_{k}": v for k, v in scores.items()},
+              "seconds": time.perf_counter() - started}
+    state.history.append(record)
+    if state.best is None or scores["score"] > state.best["val_score"] + 1e-9:
+        state.best, state.stale = dict(record), 0
+        atomic_torch_save(checkpoint_dict(state.model, epoch=state.epoch + 1, metrics=record,
+                                          train_config=asdict(state.config)), best_path)
+    else:
+        state.stale += 1
+    state.epoch, state.position, state.running = state.epoch + 1, 0, _zero_running()
+    return record

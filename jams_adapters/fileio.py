@@ -1,0 +1,141 @@
+"""Atomic file writing: a temporary file in the same folder, then an atomic rename.
+
+The one atomic writer of every package of the project (text, JAMS, checkpoints, caches,
+audio, plots).  Readers see the old file or the new one, never a partial one, even if the
+writer is killed.  A new file gets the usual permissions (0666 minus the umask), a replaced
+file keeps its own (a 0600 result stays 0600).  The temporary file is named
+``.NAME.PID.XXXX.tmp``; one left behind by a killed writer (its process gone) is removed by
+the next write to the same file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator, Union
+
+PathLike = Union[str, os.PathLike]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    return True
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove ``.NAME.PID.XXXX.tmp`` files beside ``path`` whose writer process is gone."""
+    prefix = f".{path.name}."
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+
+
+def _commit_new(tmp: str, path: Path) -> None:
+    """Move ``tmp`` to ``path`` only if ``path`` does not exist (FileExistsError if it does)."""
+    try:
+        # A hard link fails if the destination exists, even one that appeared while
+        # writing: no check-then-write race.
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        # File systems without hard links: fall back to check-then-replace.
+        if path.exists():
+            raise FileExistsError(f"{path}: file exists") from None
+        os.replace(tmp, path)
+    else:
+        os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_open(path: PathLike, mode: str = "wb", overwrite: bool = True) -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on success it becomes ``path`` atomically.
+
+    On any error (or interruption) the temporary file is removed and ``path`` is untouched.
+
+    Parameters
+    ----------
+    path : path
+        Final file.
+    mode : str
+        ``"wb"`` or ``"w"`` (text, UTF-8).
+    overwrite : bool
+        Replace an existing ``path``; if False, raise FileExistsError when ``path`` exists
+        at the moment of the commit (the new content is then discarded).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            mode_bits = stat.S_IMODE(os.stat(path).st_mode)  # a replaced file keeps its mode
+        except OSError:
+            mode_bits = 0o666 & ~_umask()
+        os.chmod(tmp, mode_bits)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _commit_new(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def check_writable_dir(folder: PathLike, what: str = "output") -> Path:
+    """Make ``folder`` if needed and check that files can be created in it.
+
+    For a check *before* long work (a training run, a batch), so that an unwritable output
+    fails in a second with a clear message instead of after an hour with a traceback.
+
+    Raises
+    ------
+    OutputError
+        Naming the folder and the reason (e.g. read-only file system, permission denied).
+    """
+    from .errors import OutputError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise OutputError(f"{folder}: cannot write the {what} there ({reason})") from None
+    return folder
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_open`)."""
+    with atomic_open(path, "w") as handle:
+        handle.write(text)

@@ -1,0 +1,125 @@
+"""Waveform augmentation: seeded draws, each effect doing what it says, the reference scaled
+with the tempo, and training with augmentation resuming to identical weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("pedalboard", reason="pedalboard (the [train] extra) applies the effects")
+
+from msaf_learned_ssm import ModelConfig  # noqa: E402
+from msaf_learned_ssm.checkpoint import read_checkpoint  # noqa: E402
+from msaf_learned_ssm.examples import write_synthetic_corpus  # noqa: E402
+from msaf_learned_ssm_training.augment import (AugmentConfig, apply_augmentation,  # noqa: E402
+                                               draw_augmentation)
+from msaf_learned_ssm_training.corpus import FeatureCache, find_tracks  # noqa: E402
+from msaf_learned_ssm_training.trainer import TrainConfig, load_example, train  # noqa: E402
+
+SR = 22050
+NONE = dict(p_eq=0.0, p_lowpass=0.0, p_noise=0.0, p_pitch=0.0, p_tempo=0.0, p_mp3=0.0)
+
+
+def _tone(seconds=4.0, f0=440.0):
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.3 * np.sin(2 * np.pi * f0 * t)).astype(np.float32)
+
+
+def test_draws_are_seeded_json_exact_and_in_range():
+    cfg = AugmentConfig()
+    draws = [draw_augmentation(cfg, 0, f"t{i}", v) for i in range(200) for v in range(2)]
+    assert draws[0] == draw_augmentation(cfg, 0, "t0", 0)
+    assert draws[0] != draw_augmentation(cfg, 1, "t0", 0)
+    assert all(json.loads(json.dumps(d)) == d for d in draws)
+    tempos = [d["tempo"] for d in draws if d["tempo"] is not None]
+    pitches = [d["pitch_semitones"] for d in draws if d["pitch_semitones"] is not None]
+    snrs = [d["snr_db"] for d in draws if d["snr_db"] is not None]
+    assert 0.92 <= min(tempos) and max(tempos) <= 1.08
+    assert -2 <= min(pitches) and max(pitches) <= 2
+    assert 20 <= min(snrs) and max(snrs) <= 45
+    assert 0.35 < len(tempos) / len(draws) < 0.65  # p_tempo = 0.5
+
+
+def test_gain_only_is_exact_and_tempo_scales_time():
+    y = _tone()
+    params = draw_augmentation(AugmentConfig(**NONE), 0, "x", 0)
+    out, scale = apply_augmentation(y, SR, params)
+    np.testing.assert_allclose(out, y * 10 ** (params["gain_db"] / 20), rtol=1e-5, atol=1e-7)
+    assert scale == 1.0
+    params = dict(params, tempo=1.08)
+    out, scale = apply_augmentation(y, SR, params)
+    assert scale == pytest.approx(1 / 1.08)
+    assert len(out) / len(y) == pytest.approx(1 / 1.08, abs=0.01)
+
+
+def test_pitch_shift_moves_the_partial():
+    y = _tone(f0=440.0)
+    params = dict(draw_augmentation(AugmentConfig(**NONE), 0, "x", 0), gain_db=0.0,
+                  pitch_semitones=2.0)
+    out, scale = apply_augmentation(y, SR, params)
+    assert scale == 1.0
+    spec = np.abs(np.fft.rfft(out[SR:3 * SR]))
+    peak = np.fft.rfftfreq(2 * SR, 1 / SR)[np.argmax(spec)]
+    assert peak == pytest.approx(440 * 2 ** (2 / 12), rel=0.01)
+
+
+def test_noise_snr_and_determinism():
+    y = _tone()
+    params = dict(draw_augmentation(AugmentConfig(**NONE), 0, "x", 0), gain_db=0.0, snr_db=20.0)
+    out, _ = apply_augmentation(y, SR, params)
+    noise = out - y
+    snr = 10 * np.log10(np.mean(y.astype(float) ** 2) / np.mean(noise.astype(float) ** 2))
+    assert snr == pytest.approx(20.0, abs=0.5)
+    again, _ = apply_augmentation(y, SR, params)
+    np.testing.assert_array_equal(out, again)
+    full = draw_augmentation(AugmentConfig(p_eq=1, p_lowpass=1, p_noise=1, p_mp3=1, p_tempo=0,
+                                            p_pitch=0), 0, "x", 1)
+    a, _ = apply_augmentation(y, SR, full)
+    b, _ = apply_augmentation(y, SR, full)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == y.shape and np.all(np.isfinite(a))
+
+
+def test_augment_config_is_validated():
+    with pytest.raises(ValueError):
+        AugmentConfig(p_noise=1.5)
+    with pytest.raises(ValueError):
+        AugmentConfig(variants=0)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_synthetic_corpus(tmp_path_factory.mktemp("augcorpus"), 4, seed=2)
+
+
+def test_augmented_example_has_scaled_reference(corpus, tmp_path):
+    track = find_tracks(corpus)[0]
+    cache = FeatureCache(tmp_path, ModelConfig(attention_layers=1))
+    base = load_example(track, cache, TrainConfig())
+    params = dict(draw_augmentation(AugmentConfig(**NONE), 0, track.track_id, 0), tempo=1.08)
+    aug = load_example(track, cache, TrainConfig(), params)
+    assert aug.duration == pytest.approx(base.duration / 1.08, rel=0.01)
+    np.testing.assert_allclose(aug.boundaries, base.boundaries / 1.08)
+    assert cache.path_for(track.audio, params) != cache.path_for(track.audio)
+
+
+def test_training_with_augmentation_resumes_to_identical_weights(corpus, tmp_path):
+    tracks = find_tracks(corpus)
+    tiny = ModelConfig(attention_layers=1)
+    aug = AugmentConfig(variants=2, p_pitch=0.0).to_dict()  # tempo, EQ, noise, MP3 stay on
+    cfg = TrainConfig(epochs=2, lr=1e-3, patience=10, seed=4, checkpoint_every=1, augment=aug)
+    kwargs = dict(cache_dir=tmp_path / "cache", device="cpu", progress=False)
+    train(tracks[:3], tracks[3:], tmp_path / "full.pt", tiny, cfg, **kwargs)
+    train(tracks[:3], tracks[3:], tmp_path / "cut.pt", tiny, cfg, stop_after_steps=4, **kwargs)
+    train(tracks[:3], tracks[3:], tmp_path / "cut.pt", tiny, cfg, resume=True, **kwargs)
+    a = read_checkpoint(tmp_path / "full.state.pt")["model"]["state_dict"]
+    b = read_checkpoint(tmp_path / "cut.state.pt")["model"]["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # Augmentation changed what the model saw: another run without it ends elsewhere.
+    plain = TrainConfig(epochs=2, lr=1e-3, patience=10, seed=4, checkpoint_every=1)
+    train(tracks[:3], tracks[3:], tmp_path / "plain.pt", tiny, plain, **kwargs)
+    c = read_checkpoint(tmp_path / "plain.state.pt")["model"]["state_dict"]
+    assert not all(torch.equal(a[k], c[k]) for k in a)

@@ -1,0 +1,191 @@
+"""Training commands of ``msaf-learned-ssm``: ``train`` and ``build-pop909``.
+
+They live next to the training code and are attached to the core's click group lazily (see
+``msaf_learned_ssm.cli``), so segmenting never imports the training stack.  Every default is
+read from the dataclasses that hold it (:class:`TrainConfig`, :class:`ModelConfig`,
+:class:`AugmentConfig`), so the command line cannot drift from the API.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import click
+
+from msaf_learned_ssm.config import ModelConfig
+from msaf_learned_ssm.errors import LearnedSSMError
+
+from .augment import AugmentConfig
+from .trainer import TrainConfig
+
+_T, _M = TrainConfig, ModelConfig
+
+
+def _fail(message: str, status: int = 2) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(status)
+
+
+def _fraction(ctx, param, value):
+    """A validation fraction strictly between 0 and 1 (click's FloatRange lets NaN through)."""
+    if value is None:
+        return None
+    if not (isinstance(value, float) and math.isfinite(value) and 0.0 < value < 1.0):
+        raise click.BadParameter(f"{value} is not a fraction strictly between 0 and 1")
+    return value
+
+
+def _pick_tracks(corpus_dir, val_dir, val_split, train_ids, val_ids, seed):
+    from .corpus import find_tracks, read_id_list, split_tracks
+
+    # Ids of a split file whose song could not be converted or rendered are reported
+    # (warning) and left out, not silently dropped.
+    tracks = find_tracks(corpus_dir, read_id_list(train_ids) if train_ids else None,
+                         allow_missing=True)
+    if not tracks:
+        raise LearnedSSMError(f"{corpus_dir}: no track has both audio (audio/) and a "
+                              "reference (references/NAME.jams)")
+    if val_dir or val_ids:
+        val_tracks = find_tracks(val_dir or corpus_dir, read_id_list(val_ids) if val_ids else None,
+                                 allow_missing=True)
+    else:
+        if len(tracks) < 2:
+            raise LearnedSSMError(f"{corpus_dir}: {len(tracks)} track is too few to hold some "
+                                  "out for validation; give a validation corpus (--val)")
+        tracks, val_tracks = split_tracks(tracks, 0.1 if val_split is None else val_split, seed)
+    overlap = {t.audio for t in tracks} & {t.audio for t in val_tracks}
+    if overlap:
+        raise click.UsageError(f"{len(overlap)} tracks are in both training and validation")
+    return tracks, val_tracks
+
+
+@click.command()
+@click.argument("corpus_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Best model file (MODEL.pt); MODEL.state.pt and MODEL.log.jsonl go beside it.")
+@click.option("--val", "val_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Validation corpus (MSAF layout).")
+@click.option("--val-split", type=float, default=None, callback=_fraction,
+              help="Fraction of CORPUS_DIR held out for validation, in (0, 1) (default 0.1 "
+                   "when no --val/--val-ids).")
+@click.option("--train-ids", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="File of track ids of CORPUS_DIR to train on (one per line).")
+@click.option("--val-ids", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="File of track ids of CORPUS_DIR (or --val) to validate on.")
+@click.option("--alpha", type=click.FloatRange(0, 1), default=_T.alpha, show_default=True,
+              help="alpha * SSM-loss + (1 - alpha) * novelty-loss.")
+@click.option("--attention-layers", type=click.IntRange(0, 12), default=_M.attention_layers,
+              show_default=True)
+@click.option("--freeze-kernels", is_flag=True, help="Keep the checkerboard kernels fixed.")
+@click.option("--novelty-balanced", is_flag=True,
+              help="Balance positives/negatives in the novelty BCE.")
+@click.option("--epochs", type=click.IntRange(1), default=_T.epochs, show_default=True,
+              help="Epochs in all; with --resume, a larger number extends a finished run.")
+@click.option("--patience", type=click.IntRange(1), default=_T.patience, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=_T.lr,
+              show_default=True)
+@click.option("--max-patches", type=click.IntRange(50), default=_T.max_patches,
+              show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(1), default=_T.checkpoint_every,
+              show_default=True, help="Save the resume state every N tracks.")
+@click.option("--augment/--no-augment", default=False, show_default=True,
+              help="Waveform augmentation of the training tracks (gain, EQ, low-pass, noise, "
+                   "pitch, tempo, MP3); never of validation.")
+@click.option("--augment-variants", type=click.IntRange(1), default=AugmentConfig.variants,
+              show_default=True, help="Augmented draws per track (cached); epoch e uses "
+                                      "draw e mod N.")
+@click.option("--seed", type=int, default=_T.seed, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Feature cache (default: CORPUS_DIR/.ssm_cache, or the user cache folder "
+                   "when the corpus is read-only).")
+@click.option("--annotator", default=None,
+              help="Reference annotation to learn: annotator name or index (default: first).")
+@click.option("--namespace", default=None, help="JAMS namespace of the references.")
+@click.option("--resume", is_flag=True, help="Continue from MODEL.state.pt.")
+@click.option("--overwrite", is_flag=True, help="Replace the files of an earlier run at --out.")
+@click.pass_context
+def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, attention_layers,
+          freeze_kernels, novelty_balanced, epochs, patience, lr, max_patches, checkpoint_every,
+          augment, augment_variants, seed, device, cache_dir, annotator, namespace, resume,
+          overwrite) -> None:
+    """Train a model on CORPUS_DIR (MSAF layout: audio/, references/*.jams)."""
+    import warnings
+
+    from .corpus import default_cache_dir
+    from .trainer import train as run_training
+
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    warnings.showwarning = lambda message, *a, **k: click.echo(f"warning: {message}", err=True)
+    try:
+        tracks, val_tracks = _pick_tracks(corpus_dir, val_dir, val_split, train_ids, val_ids,
+                                          seed)
+        if annotator is not None and annotator.isdigit():
+            annotator = int(annotator)
+        model_config = ModelConfig(attention_layers=attention_layers,
+                                   freeze_kernels=freeze_kernels)
+        config = TrainConfig(alpha=alpha, novelty_balanced=novelty_balanced, lr=lr,
+                             epochs=epochs, patience=patience, max_patches=max_patches,
+                             checkpoint_every=checkpoint_every, seed=seed,
+                             namespace=namespace, annotator=annotator,
+                             augment=(AugmentConfig(variants=augment_variants).to_dict()
+                                      if augment else None))
+        given = ctx.get_parameter_source("epochs") == click.core.ParameterSource.COMMANDLINE
+        click.echo(f"training on {len(tracks)} tracks, validating on {len(val_tracks)}",
+                   err=True)
+        result = run_training(tracks, val_tracks, out, model_config, config,
+                              cache_dir=cache_dir or default_cache_dir(corpus_dir),
+                              device=device, resume=resume, overwrite=overwrite,
+                              epochs=epochs if (resume and given) else None)
+    except LearnedSSMError as exc:
+        _fail(str(exc))
+    for track_id, reason in result.skipped.items():
+        click.echo(f"skipped {track_id}: {reason}", err=True)
+    best = result.best or {}
+    click.echo(f"stopped ({result.stopped}) after {result.epochs_run} epochs; best "
+               f"epoch {best.get('epoch')}: val HR0.5F {best.get('val_HR0.5F', float('nan')):.3f}"
+               f" HR3F {best.get('val_HR3F', float('nan')):.3f} -> {out}")
+
+
+@click.command("build-pop909")
+@click.argument("pop909_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("structure_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--mode", type=click.Choice(["band", "piano"]), default="band", show_default=True,
+              help="band: melody, bridge and piano with bass and drums, stems mixed; piano: "
+                   "POP909's three tracks only (the first corpus of the project).")
+@click.option("--ids", "ids_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Render only these song ids (one per line).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--jobs", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--refresh-references", is_flag=True,
+              help="Rewrite the JAMS of songs already rendered (audio kept).")
+def build_pop909(pop909_dir, structure_dir, out_dir, mode, ids_file, seed, jobs,
+                 refresh_references) -> None:
+    """Render POP909 songs with FluidSynth into an MSAF corpus with JAMS references.
+
+    Resumable: songs already rendered with the same choices are skipped.  Needs Debian's
+    fluidsynth and fluid-soundfont-gm (optionally timgm6mb-soundfont,
+    musescore-general-soundfont, csound-soundfont).
+    """
+    from .build_pop909 import build_pop909_corpus
+    from .corpus import read_id_list
+
+    ids = read_id_list(ids_file) if ids_file else None
+    try:
+        summary = build_pop909_corpus(pop909_dir, structure_dir, out_dir, song_ids=ids,
+                                      seed=seed, n_jobs=jobs, mode=mode,
+                                      refresh_references=refresh_references)
+    except (RuntimeError, LearnedSSMError) as exc:
+        _fail(str(exc))
+    for song, reason in summary["failed"].items():
+        click.echo(f"failed {song}: {reason}", err=True)
+    click.echo(f"rendered {len(summary['rendered'])}, skipped {len(summary['skipped'])}, "
+               f"refreshed {len(summary['refreshed'])}, failed {len(summary['failed'])} "
+               f"(soundfonts: {', '.join(summary['soundfonts'])}; "
+               f"fluidsynth {summary['fluidsynth_version']})", err=True)
+    if summary["failed"]:
+        sys.exit(1)
