@@ -238,6 +238,19 @@ def write_estimation_jams(
     sandbox.update(config)
     sandbox["timestamp"] = datetime.datetime.today().strftime("%Y/%m/%d %H:%M:%S")
 
+    from filelock import FileLock
+
+    # Read-modify-write under a lock (a hidden file beside the estimation): two processes
+    # writing the same estimation file (MSAF batch workers, two CLI runs) must not lose
+    # each other's annotations.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_name(f".{path.name}.lock"))):
+        return _update_estimation(path, intervals, label_strs, duration, sandbox)
+
+
+def _update_estimation(path: Path, intervals: np.ndarray, label_strs: list, duration: float,
+                       sandbox: dict) -> Path:
+    """Add the annotation to the estimation file at ``path`` (the caller holds its lock)."""
     if path.exists():
         try:
             jam = jams.load(str(path), validate=False)

@@ -80,6 +80,16 @@ def read_checkpoint(path: PathLike) -> dict[str, Any]:
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, expected a checkpoint file")
     try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror})") from None
+    # torch.save writes a zip archive (PK..); very old files are a bare pickle (0x80). Other
+    # bytes are not a checkpoint at all: say so, rather than the unpickler's "could run code".
+    if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint file (neither a zip archive "
+                              "nor a pickle)")
+    try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only load failed" in str(exc).lower():
@@ -168,6 +178,11 @@ def model_from_checkpoint_data(data: Mapping[str, Any], source: str = "<checkpoi
     else:
         raise CheckpointError(f"{source}: not an SSM-Net checkpoint (keys: "
                               f"{', '.join(sorted(map(str, data))[:6])})")
+    bad = [k for k, v in state_dict.items()
+           if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{source}: {len(bad)} weight tensors hold NaN or infinite values "
+                              f"(e.g. {bad[0]}); the model cannot be used")
     model = SSMNet(config)
     expected = model.state_dict()
     if set(expected) != set(state_dict) or any(

@@ -11,7 +11,6 @@ from typing import Optional
 import click
 import numpy as np
 
-from .config import PeakConfig
 from .errors import LearnedSSMError
 
 
@@ -23,19 +22,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     """Warnings as one ``warning:`` line (the default format shows a library's source line,
     e.g. torch's decorator, which means nothing to a user)."""
     click.echo(f"warning: {message}", err=True)
-
-
-def _output_path(out: Optional[str], audio: str, n_files: int, suffix: str) -> Optional[Path]:
-    """Where to write the output of ``audio``: ``out`` itself for one file, or
-    ``out/<stem><suffix>`` when ``out`` is a folder (required for several files)."""
-    if out is None:
-        return None
-    out_path = Path(out)
-    if out_path.suffix.lower() in (".jams", ".csv", ".png") and n_files == 1:
-        return out_path
-    if out_path.suffix.lower() in (".jams", ".csv", ".png"):
-        raise click.UsageError(f"{out}: with several audio files, give a folder")
-    return out_path / (Path(audio).stem + suffix)
 
 
 class _LazyGroup(click.Group):
@@ -72,16 +58,27 @@ def main() -> None:
     """Music structure analysis with a learned self-similarity matrix (Peeters, ISMIR 2023)."""
 
 
-@main.command()
+_SEGMENT_HELP = """Print the boundaries (s) of each AUDIO file, and write them with -o.
+
+\b
+Outputs (checked for every file before any work):
+  -o OUT.jams | OUT.csv   one input; -o FOLDER: FOLDER/<stem>.jams (or .csv, --format)
+  --plot OUT.png          one input; --plot FOLDER: FOLDER/<stem>.png
+  Two inputs that would write the same file are an error. An existing CSV or PNG is
+  refused without --overwrite; an existing JAMS gets this run's annotation (one of the
+  same model, by name and file hash, and same settings is replaced; others are kept).
+"""
+
+
+@main.command(help=_SEGMENT_HELP)
 @click.argument("audio", nargs=-1, required=True)
-@click.option("--model", type=click.Path(dir_okay=False), default=None,
-              help="Model file (default: the model shipped with the package; the author's "
-                   "published state_dicts are accepted too).")
+@click.option("--model", default=None,
+              help="A shipped model (default, author-nbatt1, author-nbatt3) or a model file "
+                   "(the author's published state_dicts are accepted too). Default: default.")
 @click.option("--device", default="auto", show_default=True,
               help="auto (CUDA when available), cpu, cuda or cuda:N.")
 @click.option("-o", "--output", default=None,
-              help="OUT.jams or OUT.csv (one file), or a folder (several files; the format "
-                   "from --format).")
+              help="OUT.jams or OUT.csv (one file), or a folder.")
 @click.option("--format", "fmt", type=click.Choice(["jams", "csv"]), default="jams",
               show_default=True, help="Output format when --output is a folder.")
 @click.option("--plot", default=None,
@@ -90,40 +87,36 @@ def main() -> None:
               help="Reference JAMS to draw on the plot (one file only).")
 @click.option("--labels/--no-labels", default=True, show_default=True,
               help="Label segments by clustering the learned SSM.")
-@click.option("--peak-mean-half-sec", type=float, default=10.0, show_default=True)
-@click.option("--peak-distance-sec", type=float, default=7.0, show_default=True)
-@click.option("--peak-threshold", type=float, default=1.35, show_default=True)
+@click.option("--peak-mean-half-sec", type=float, default=None,
+              help="Local-mean half window (s). Default: the model's own setting.")
+@click.option("--peak-distance-sec", type=float, default=None,
+              help="Minimum distance between boundaries (s). Default: the model's own.")
+@click.option("--peak-threshold", type=float, default=None,
+              help="Novelty / local-mean ratio threshold. Default: the model's own.")
+@click.option("--overwrite", is_flag=True, help="Replace existing CSV and PNG outputs.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
 def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mean_half_sec,
-            peak_distance_sec, peak_threshold, fail_fast) -> None:
-    """Print the boundaries (s) of each AUDIO file, and write them with -o."""
+            peak_distance_sec, peak_threshold, overwrite, fail_fast) -> None:
     from .inference import Analyzer
+    from .output_plan import plan_outputs
 
+    if reference is not None and len(audio) > 1:
+        raise click.UsageError("--reference works with one audio file")
     try:
-        peaks = PeakConfig(peak_mean_half_sec, peak_distance_sec, peak_threshold)
-        analyzer = Analyzer(model, device, peaks)
+        plans = plan_outputs(audio, output, fmt, plot, overwrite)
+        ref = _reference_boundaries(reference) if reference else None
+        analyzer = Analyzer(model, device)
+        analyzer.peaks = analyzer.peaks.updated(mean_half_sec=peak_mean_half_sec,
+                                                min_distance_sec=peak_distance_sec,
+                                                threshold=peak_threshold)
     except LearnedSSMError as exc:
         _fail(str(exc))
         sys.exit(2)
-    if reference is not None and len(audio) > 1:
-        raise click.UsageError("--reference works with one audio file")
-    suffix = ".csv" if (output or "").lower().endswith(".csv") or fmt == "csv" else ".jams"
-    if output is not None:
-        from msaf_learned_ssm_jams.io import REFERENCES_DIR, is_reference_path
-
-        # Checked once, before any work: a run that would write into a references/
-        # folder (human annotations, MSAF layout) is refused as a whole.
-        first = _output_path(output, audio[0], len(audio), suffix)
-        if is_reference_path(first):
-            _fail(f"{output}: refusing to write outputs into a '{REFERENCES_DIR}' folder "
-                  "(reference annotations are never modified); choose another -o")
-            sys.exit(2)
     failed, n_done, start = [], 0, time.perf_counter()
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
-        for path, result in analyzer.analyze_many(audio):
-            if not _segment_one(path, result, analyzer, output, plot, reference, labels,
-                                suffix, len(audio)):
+        for (path, result), plan in zip(analyzer.analyze_many(audio), plans):
+            if not _segment_one(path, result, analyzer, plan, ref, labels, overwrite):
                 failed.append(path)
                 if fail_fast:
                     break
@@ -137,28 +130,40 @@ def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mea
         sys.exit(1)
 
 
-def _segment_one(path: str, result, analyzer, output: Optional[str], plot: Optional[str],
-                 reference: Optional[str], labels: bool, suffix: str, n_files: int) -> bool:
-    """Print and write the result of one file; False (after one ``error:`` line) if it failed."""
+def _segment_one(path: str, result, analyzer, plan, reference: Optional[np.ndarray],
+                 labels: bool, overwrite: bool) -> bool:
+    """Print and write the result of one file; False (after one ``error:`` line) if it failed.
+
+    A failed file leaves no output of this run behind: everything is rendered in memory
+    first, and if the second write fails the first is undone.
+    """
     from .labels import label_segments
 
+    written: list = []
     try:
         if isinstance(result, Exception):
             raise result
         seg_labels = (label_segments(result.embeddings, result.patch_times,
                                      result.boundaries) if labels else None)
-        click.echo(f"{path}\t" + " ".join(f"{b:.3f}" for b in result.boundaries))
-        out_path = _output_path(output, path, n_files, suffix)
-        if out_path is not None:
-            _write_output(out_path, result, seg_labels, analyzer)
-        plot_path = _output_path(plot, path, n_files, ".png")
-        if plot_path is not None:
-            from .plotting import plot_analysis
+        png = None
+        if plan.plot is not None:
+            from .plotting import render_analysis_png
 
-            ref = _reference_boundaries(reference) if reference else None
-            plot_analysis(result, plot_path, ref)
+            png = render_analysis_png(result, reference)
+        if plan.data is not None:
+            written.append(_backup(plan.data))
+            _write_output(plan.data, result, seg_labels, analyzer, overwrite)
+        if png is not None:
+            from .fileio import atomic_open
+
+            written.append(_backup(plan.plot))
+            with atomic_open(plan.plot, "wb", overwrite=overwrite) as handle:
+                handle.write(png)
+        click.echo(f"{path}\t" + " ".join(f"{b:.3f}" for b in result.boundaries))
         return True
     except (LearnedSSMError, OSError) as exc:
+        for target, previous in reversed(written):
+            _restore(target, previous)
         # OSError: an output could not be written (permissions, full disk, a file where a
         # folder is expected); the batch goes on like for a bad input.
         message = str(exc) if isinstance(exc, LearnedSSMError) else \
@@ -169,6 +174,24 @@ def _segment_one(path: str, result, analyzer, output: Optional[str], plot: Optio
         return False
 
 
+def _backup(path: Path) -> tuple[Path, Optional[bytes]]:
+    """(path, its current bytes or None if absent): what :func:`_restore` puts back."""
+    return path, (path.read_bytes() if path.is_file() else None)
+
+
+def _restore(path: Path, previous: Optional[bytes]) -> None:
+    from .fileio import atomic_open
+
+    try:
+        if previous is None:
+            path.unlink(missing_ok=True)
+        elif path.read_bytes() != previous:
+            with atomic_open(path, "wb") as handle:
+                handle.write(previous)
+    except OSError:
+        pass  # the error that made us undo is reported; nothing more can be done here
+
+
 def _reference_boundaries(path: str) -> np.ndarray:
     from msaf_learned_ssm_jams.segments import read_segments
 
@@ -176,20 +199,22 @@ def _reference_boundaries(path: str) -> np.ndarray:
     return np.unique(intervals.ravel())
 
 
-def _write_output(out_path: Path, result, seg_labels, analyzer) -> None:
-    from .fileio import atomic_write_text, segments_csv
+def _write_output(out_path: Path, result, seg_labels, analyzer, overwrite: bool) -> None:
+    from .fileio import atomic_open, segments_csv
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)  # -o out_dir/ may not exist yet
     if out_path.suffix.lower() == ".csv":
-        atomic_write_text(out_path, segments_csv(result.boundaries, seg_labels))
+        with atomic_open(out_path, "w", overwrite=overwrite) as handle:
+            handle.write(segments_csv(result.boundaries, seg_labels))
         return
     from msaf_learned_ssm_jams.io import write_estimation_jams
 
+    # The model's name and file hash key the annotation: two models written into one file
+    # give two annotations, each saying which model made it.
+    config = {"ssm_model": analyzer.identity["name"],
+              "ssm_model_sha256": analyzer.identity["sha256"],
+              **{f"ssm_peak_{k}": v for k, v in analyzer.peaks.to_dict().items()}}
     write_estimation_jams(out_path, result.boundaries, labels=seg_labels,
-                          duration=result.duration, algo_id="learned_ssm",
-                          config={"ssm_model": str(analyzer.meta.get("source", "model")),
-                                  **{f"ssm_peak_{k}": v for k, v in
-                                     analyzer.peaks.to_dict().items()}})
+                          duration=result.duration, algo_id="learned_ssm", config=config)
 
 
 if __name__ == "__main__":  # pragma: no cover

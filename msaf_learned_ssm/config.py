@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from .errors import ConfigError
 
@@ -77,6 +77,19 @@ class ModelConfig:
     freeze_kernels: bool = False
 
     def __post_init__(self) -> None:
+        self._check_types_and_signs()
+        self._check_upper_bounds()
+
+    def _check_upper_bounds(self) -> None:
+        # Generous bounds, far above any trained model, so that a crafted model file cannot
+        # make the model allocate gigabytes (or overflow) before its weights are checked.
+        for name, top in _UPPER_BOUNDS.items():
+            value = getattr(self, name)
+            if value > top:
+                raise ConfigError(f"ModelConfig.{name} = {value!r} is above the largest "
+                                  f"supported value {top}")
+
+    def _check_types_and_signs(self) -> None:
         positive_ints = ["sample_rate", "n_fft", "hop_length", "n_mels", "patch_half_steps",
                          "patch_hop_steps", "attention_heads", "attention_ff", "kernel_count"]
         for name in positive_ints:
@@ -169,6 +182,15 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
+#: Largest accepted value of each ModelConfig setting (see ModelConfig._check_upper_bounds).
+_UPPER_BOUNDS = {
+    "sample_rate": 192000, "n_fft": 65536, "hop_length": 65536, "n_mels": 512,
+    "log_gamma": 1e6, "step_target_sec": 10.0, "patch_half_steps": 500, "patch_hop_steps": 500,
+    "attention_layers": 24, "attention_heads": 128, "attention_ff": 8192, "kernel_count": 16,
+    "kernel_half_sec": 120.0, "kernel_sigma_sec": 120.0,
+}
+
+
 @dataclass(frozen=True)
 class PeakConfig:
     """Peak-picking settings of the novelty curve, all durations in seconds.
@@ -197,5 +219,12 @@ class PeakConfig:
     def to_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
 
+    def updated(self, **changes: Optional[float]) -> "PeakConfig":
+        """A copy with the given fields changed; ``None`` values keep the current ones."""
+        return dataclasses.replace(self, **{k: float(v) for k, v in changes.items()
+                                            if v is not None})
 
-DEFAULT_PEAKS = PeakConfig()
+
+#: The fine level of the hierarchical (two-level) mode: a lower ratio threshold and a
+#: shorter minimum distance than the flat level; its local-mean window is the flat level's.
+FINE_LEVEL_PEAKS = PeakConfig(mean_half_sec=10.0, min_distance_sec=3.5, threshold=1.15)

@@ -7,6 +7,7 @@ while the current one is computed.
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -22,16 +23,13 @@ from .checkpoint import load_model
 from .config import ModelConfig, PeakConfig
 from .errors import CheckpointError, ConfigError, LearnedSSMError
 from .features import Patches, compute_patches
+from .model_files import file_sha256, model_name, resolve_model
 from .model import SSMNet, cosine_ssm
 from .parallel import default_threads
 from .peaks import boundary_times, pick_peaks
 
 PathLike = Union[str, os.PathLike]
 
-#: Folder of the models shipped inside the package.
-MODELS_DIR = Path(__file__).resolve().parent / "models"
-#: File name of the default model.
-DEFAULT_MODEL_NAME = "default.pt"
 
 
 #: Patches per convolution call on the CPU (see Analyzer.__init__).
@@ -50,7 +48,7 @@ def default_model_path() -> Path:
     CheckpointError
         When the package was installed without its model.
     """
-    path = MODELS_DIR / DEFAULT_MODEL_NAME
+    path = resolve_model("default")
     if not path.is_file():
         raise CheckpointError(f"{path}: the default model is missing from the installation; "
                               "pass a model file explicitly (--model / config['ssm_model'])")
@@ -135,12 +133,20 @@ class Analyzer:
     Parameters
     ----------
     model : str, os.PathLike, SSMNet or None
-        Model file (this package's checkpoint or an author's state_dict), an
-        :class:`SSMNet`, or None for the shipped default model.
+        A shipped model's name (``"default"``, ``"author-nbatt1"``, ``"author-nbatt3"``;
+        None means ``"default"``), a model file (this package's checkpoint or an author's
+        state_dict), or an :class:`SSMNet`.
     device : str or torch.device
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
-    peaks : PeakConfig
-        Peak-picking settings.
+    peaks : PeakConfig, optional
+        Peak-picking settings; default the model file's own (``peaks`` in the file), else
+        the author's 10 / 7 / 1.35.
+
+    Attributes
+    ----------
+    identity : dict
+        ``name`` (shipped model's name, or the file name) and ``sha256`` (of the file; None
+        for an in-memory model): what outputs record about the model.
 
     Examples
     --------
@@ -151,13 +157,16 @@ class Analyzer:
 
     def __init__(self, model: Union[PathLike, SSMNet, None] = None,
                  device: Union[str, torch.device] = "auto",
-                 peaks: PeakConfig = PeakConfig()) -> None:
+                 peaks: Optional[PeakConfig] = None) -> None:
         self.device = resolve_device(device)
         if isinstance(model, SSMNet):
-            self.model, self.meta = model, {}
+            # A copy: the CPU layout settings below must not change the caller's module.
+            self.model, self.meta = copy.deepcopy(model), {}
+            self.identity = {"name": "<in-memory model>", "sha256": None}
         else:
-            path = default_model_path() if model is None else Path(model)
+            path = default_model_path() if model in (None, "default") else resolve_model(model)
             self.model, self.meta = load_model(path, "cpu")
+            self.identity = {"name": model_name(path), "sha256": file_sha256(path)}
         self.model = self.model.to(self.device).eval()
         if self.device.type == "cpu":
             # Measured on 2 CPU cores (bench/speed.py, encoder stage of a 199 s track:
@@ -167,6 +176,12 @@ class Analyzer:
             # (tests/test_parity.py checks the Analyzer path too).
             self.model.encoder.conv.to(memory_format=torch.channels_last)
             self.model.encoder.conv_chunk = CPU_CONV_CHUNK
+        if peaks is None:
+            try:
+                peaks = PeakConfig(**self.meta.get("peaks", {}))
+            except (TypeError, ConfigError) as exc:
+                raise CheckpointError(f"{self.identity['name']}: invalid peak "
+                                      f"settings in the model file ({exc})") from None
         self.peaks = peaks
 
     @property
@@ -204,7 +219,7 @@ class Analyzer:
         embeddings, novelty = self.model(x)
         novelty_np = novelty.float().cpu().numpy()
         if not np.all(np.isfinite(novelty_np)):
-            raise CheckpointError(f"{self.meta.get('source', 'model')}: the model gives a "
+            raise CheckpointError(f"{self.identity['name']}: the model gives a "
                                   f"non-finite novelty curve for {source}")
         found = pick_peaks(novelty_np, self.config.patch_hop_sec, peaks or self.peaks)
         return Analysis(boundaries=boundary_times(found, patches.times, patches.duration),

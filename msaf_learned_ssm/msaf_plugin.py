@@ -35,6 +35,8 @@ evaluation). Keep it when you build your own config (start from a copy of this m
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import threading
 from typing import Any
 
@@ -42,7 +44,8 @@ import numpy as np
 
 from msaf.algorithms.interface import SegmenterInterface
 
-from .config import PeakConfig
+from .config import FINE_LEVEL_PEAKS, PeakConfig
+from .errors import AudioLoadError, ConfigError
 from .labels import DEFAULT_THRESHOLD as DEFAULT_LABEL_THRESHOLD
 
 
@@ -54,17 +57,23 @@ algo_id = "learned_ssm"
 is_boundary_type = True
 is_label_type = True
 
+#: Peak-picking settings: ``ssm_peak_<field>`` for each PeakConfig field; None means "the
+#: model file's own" (the author's 10 / 7 / 1.35 for the author's models, ours tuned on the
+#: validation split for the default model).
+_PEAK_KEYS = {f"ssm_peak_{f.name}": f.name for f in dataclasses.fields(PeakConfig)}
+#: The fine level of the hierarchical mode (its local-mean window is the flat level's).
+_FINE_KEYS = {f"ssm_fine_peak_{name}": name for name in ("min_distance_sec", "threshold")}
+
 #: Algorithm settings. Every value is JSON-serialisable (MSAF stores it in the estimation
-#: JAMS). Keys are prefixed with ``ssm_`` so they never clash with another algorithm's.
+#: JAMS). Keys are prefixed with ``ssm_`` so they never clash with another algorithm's; an
+#: unknown ``ssm_`` key (a misspelling) is an error, never silently ignored.
 config: dict[str, Any] = {
     "ssm_plugin": PluginTag("msaf_learned_ssm"),
-    # "default" (the shipped model) or a path to a model file.
+    # A shipped model's name ("default", "author-nbatt1", "author-nbatt3") or a model file.
     "ssm_model": "default",
     # "auto" (CUDA when available), "cpu", "cuda".
     "ssm_device": "auto",
-    "ssm_peak_mean_half_sec": 10.0,
-    "ssm_peak_distance_sec": 7.0,
-    "ssm_peak_threshold": 1.35,
+    **{key: None for key in _PEAK_KEYS},
     # Labels: segments whose mean learned similarity (in [0, 1]) is at least this share a
     # label (average-linkage clustering), or "auto" (number of labels by silhouette);
     # see labels.DEFAULT_THRESHOLD.
@@ -72,9 +81,20 @@ config: dict[str, Any] = {
     # Hierarchical mode (hier=True): a finer level of phrases from the same novelty curve
     # with a lower ratio threshold and a shorter minimum distance; the coarse level is the
     # flat segmentation above, and the fine level contains all its boundaries.
-    "ssm_fine_peak_threshold": 1.15,
-    "ssm_fine_peak_distance_sec": 3.5,
+    **{key: getattr(FINE_LEVEL_PEAKS, name) for key, name in _FINE_KEYS.items()},
 }
+
+
+def check_config(cfg: dict) -> None:
+    """Raise ConfigError for an ``ssm_`` key this plugin does not know (with a suggestion)."""
+    unknown = sorted(k for k in cfg if str(k).startswith("ssm_") and k not in config)
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, list(config), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown learned_ssm setting {key!r}{hint}; known settings: "
+                          f"{', '.join(sorted(config))}")
+
 
 _LOCK = threading.Lock()
 _ANALYZERS: dict[tuple[str, str], Any] = {}
@@ -90,7 +110,7 @@ def get_analyzer(model: str = "default", device: str = "auto"):
     key = (str(model), str(device))
     with _LOCK:
         if key not in _ANALYZERS:
-            _ANALYZERS[key] = Analyzer(None if model in (None, "default") else model, device)
+            _ANALYZERS[key] = Analyzer(model, device)
         return _ANALYZERS[key]
 
 
@@ -128,10 +148,15 @@ def boundaries_to_msaf_indices(inner_times: np.ndarray, frame_times: np.ndarray)
     return np.concatenate([[0], idx, [n - 1]]).astype(int)
 
 
-def _peak_config(cfg: dict) -> PeakConfig:
-    return PeakConfig(mean_half_sec=float(cfg.get("ssm_peak_mean_half_sec", 10.0)),
-                      min_distance_sec=float(cfg.get("ssm_peak_distance_sec", 7.0)),
-                      threshold=float(cfg.get("ssm_peak_threshold", 1.35)))
+def peak_config(cfg: dict, model_peaks: PeakConfig) -> PeakConfig:
+    """The flat level's peak picking: the model's own, with the ``ssm_peak_*`` values set."""
+    return model_peaks.updated(**{name: cfg.get(key) for key, name in _PEAK_KEYS.items()})
+
+
+def fine_peak_config(cfg: dict, coarse: PeakConfig) -> PeakConfig:
+    """The fine level's peak picking (hierarchical mode)."""
+    fine = coarse.updated(**{name: getattr(FINE_LEVEL_PEAKS, name) for name in _FINE_KEYS.values()})
+    return fine.updated(**{name: cfg.get(key) for key, name in _FINE_KEYS.items()})
 
 
 def hierarchical_peaks(novelty: np.ndarray, hop_sec: float, coarse: PeakConfig,
@@ -165,18 +190,38 @@ class Segmenter(SegmenterInterface):
         return np.asarray(self.features.frame_times)[:n_frames]
 
     def _analyzer(self):
-        return get_analyzer(self.config.get("ssm_model", "default"),
-                            self.config.get("ssm_device", "auto"))
+        check_config(self.config)
+        return get_analyzer(self._setting("ssm_model"), self._setting("ssm_device"))
+
+    def _setting(self, key: str) -> Any:
+        """A setting from MSAF's config, or this module's default when MSAF's lacks it."""
+        return self.config.get(key, config[key])
 
     def _analysis(self, peaks: PeakConfig | None = None):
-        return self._analyzer().analyze(self.audio_file,
-                                        peaks=peaks or _peak_config(self.config))
+        analyzer = self._analyzer()
+        analysis = analyzer.analyze(self.audio_file,
+                                    peaks=peaks or peak_config(self.config, analyzer.peaks))
+        self._check_msaf_grid(analysis.duration)
+        return analysis
+
+    def _check_msaf_grid(self, duration: float) -> None:
+        """MSAF's features must describe this audio: MSAF reuses a features file whose audio
+        has the same *file name*, so a stale one would map our times onto another track's
+        grid (e.g. a 60 s analysis onto a 30 s grid)."""
+        msaf_dur = getattr(self.features, "dur", None)
+        if msaf_dur is None or abs(float(msaf_dur) - duration) <= max(0.5, 0.01 * duration):
+            return
+        stale = getattr(getattr(self.features, "file_struct", None), "features_file", None)
+        raise AudioLoadError(
+            f"{self.audio_file}: MSAF's features describe {float(msaf_dur):.2f} s of audio but "
+            f"the file lasts {duration:.2f} s: MSAF reused the features of another file with "
+            f"the same name ({stale}); delete that file and run again")
 
     def _labels(self, analysis, seg_times: np.ndarray) -> np.ndarray:
         from .labels import label_segments
 
         return label_segments(analysis.embeddings, analysis.patch_times, seg_times,
-                              self.config.get("ssm_label_threshold", DEFAULT_LABEL_THRESHOLD))
+                              self._setting("ssm_label_threshold"))
 
     def processHierarchical(self):
         """Two levels (sections, then phrases) from the same novelty curve.
@@ -191,10 +236,8 @@ class Segmenter(SegmenterInterface):
         from .peaks import boundary_times
 
         frame_times = self._frame_times()
-        coarse = _peak_config(self.config)
-        fine = PeakConfig(coarse.mean_half_sec,
-                          float(self.config.get("ssm_fine_peak_distance_sec", 3.5)),
-                          float(self.config.get("ssm_fine_peak_threshold", 1.15)))
+        coarse = peak_config(self.config, self._analyzer().peaks)
+        fine = fine_peak_config(self.config, coarse)
         analysis = self._analysis(coarse)
         hop_sec = self._analyzer().config.patch_hop_sec
         est_idxs, est_labels = [], []

@@ -1,33 +1,36 @@
-"""Figure of one analysis: the learned SSM, the novelty curve, and the boundaries."""
+"""Figure of one analysis: the learned SSM, the novelty curve, and the boundaries.
+
+Drawn on a :class:`matplotlib.figure.Figure` with the Agg canvas, not through ``pyplot``: the
+caller's matplotlib backend and figure list are left alone.
+"""
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-
 from .fileio import atomic_open
 from .inference import Analysis
 
+__all__ = ["render_analysis_png", "plot_analysis"]
 
-def plot_analysis(analysis: Analysis, out_path: Union[str, os.PathLike],
-                  reference: Optional[Sequence[float]] = None, title: Optional[str] = None
-                  ) -> Path:
-    """Save a PNG with the SSM (top) and the novelty curve (bottom) on a shared time axis.
 
-    Detected boundaries are drawn as solid red lines; ``reference`` boundary times (s), if
-    given, as dashed white/black lines.
+def render_analysis_png(analysis: Analysis, reference: Optional[Sequence[float]] = None,
+                        title: Optional[str] = None) -> bytes:
+    """PNG bytes of the SSM (top) and the novelty curve (bottom) on a shared time axis.
+
+    Detected boundaries are solid red lines; ``reference`` boundary times (s), if given,
+    dashed white/black lines.
     """
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_path = Path(out_path)
     times, end = analysis.patch_times, analysis.duration
-    fig, (ax_ssm, ax_nov) = plt.subplots(2, 1, figsize=(7, 9), sharex=True,
-                                         gridspec_kw={"height_ratios": [3, 1]})
+    fig = Figure(figsize=(7, 9))
+    FigureCanvasAgg(fig)
+    ax_ssm, ax_nov = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     if len(times):
         ax_ssm.imshow(analysis.ssm(), origin="lower", cmap="magma", vmin=0, vmax=1,
                       extent=[times[0], times[-1], times[0], times[-1]], aspect="auto")
@@ -49,8 +52,17 @@ def plot_analysis(analysis: Analysis, out_path: Union[str, os.PathLike],
     ax_nov.set_ylabel("novelty")
     ax_nov.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=100, format="png")
+    return buffer.getvalue()
+
+
+def plot_analysis(analysis: Analysis, out_path: Union[str, os.PathLike],
+                  reference: Optional[Sequence[float]] = None, title: Optional[str] = None
+                  ) -> Path:
+    """Write :func:`render_analysis_png` to ``out_path`` atomically; returns the path."""
+    png = render_analysis_png(analysis, reference, title)
+    out_path = Path(out_path)
     with atomic_open(out_path, "wb") as handle:
-        fig.savefig(handle, dpi=100, format="png")
-    plt.close(fig)
+        handle.write(png)
     return out_path
