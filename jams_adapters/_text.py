@@ -15,6 +15,10 @@ from .errors import AnnotationError
 #: Label that closes the last segment in Harmonix and SALAMI onset lists.
 END_LABEL = "end"
 
+#: Largest time accepted in an annotation (s): about 11.6 days, beyond any recording; larger
+#: values (1e308...) are typos or corrupt files, and would overflow later arithmetic.
+MAX_TIME_SEC = 1e6
+
 
 def read_lines(path: str | Path) -> list[tuple[int, str]]:
     """Return ``(line_number, text)`` for each non-blank, non-comment line of a text file.
@@ -49,12 +53,18 @@ def read_lines(path: str | Path) -> list[tuple[int, str]]:
 
 
 def parse_time(token: str, path: Path | str, lineno: int) -> float:
+    """A time in seconds, finite, >= 0 and <= :data:`MAX_TIME_SEC` (AnnotationError naming the line)."""
     try:
         t = float(token)
     except ValueError:
         raise AnnotationError(f"{path}:{lineno}: {token!r} is not a time in seconds") from None
     if not np.isfinite(t):
         raise AnnotationError(f"{path}:{lineno}: time {token!r} is not finite")
+    if t < 0:
+        raise AnnotationError(f"{path}:{lineno}: time {token!r} is negative")
+    if t > MAX_TIME_SEC:
+        raise AnnotationError(f"{path}:{lineno}: time {token!r} s is beyond any recording "
+                              f"(> {MAX_TIME_SEC:g} s)")
     return t
 
 

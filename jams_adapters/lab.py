@@ -70,8 +70,16 @@ def lab_to_jams(
         m = _LAB_LINE.match(text)
         if m is None:
             raise AnnotationError(f"{path}:{lineno}: expected '<start> <end> <label>', got {text!r}")
-        rows.append((parse_time(m.group(1), path, lineno), parse_time(m.group(2), path, lineno), m.group(3)))
+        rows.append(_row(m.group(1), m.group(2), m.group(3), path, lineno))
     return _to_jams(rows, path, duration, namespace)
+
+
+def _row(start: str, end: str, label: str, path: Path, lineno: int) -> tuple[float, float, str]:
+    """One segment line, checked on its own: an end before the start names the line."""
+    s, e = parse_time(start.strip(), path, lineno), parse_time(end.strip(), path, lineno)
+    if e <= s:
+        raise AnnotationError(f"{path}:{lineno}: segment ends ({e} s) before it starts ({s} s)")
+    return s, e, label
 
 
 def csv_to_jams(
@@ -82,6 +90,8 @@ def csv_to_jams(
     lines = read_lines(path)
     rows = []
     for k, (lineno, text) in enumerate(lines):
+        if text.count('"') % 2:
+            raise AnnotationError(f"{path}:{lineno}: unterminated quote in {text!r}")
         fields = next(csv.reader(io.StringIO(text), skipinitialspace=True))
         if len(fields) < 3:
             raise AnnotationError(f"{path}:{lineno}: expected 'start,end,label', got {text!r}")
@@ -91,5 +101,5 @@ def csv_to_jams(
             except ValueError:
                 continue  # header row
         label = ",".join(fields[2:]).strip()
-        rows.append((parse_time(fields[0].strip(), path, lineno), parse_time(fields[1].strip(), path, lineno), label))
+        rows.append(_row(fields[0], fields[1], label, path, lineno))
     return _to_jams(rows, path, duration, namespace)

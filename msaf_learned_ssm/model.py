@@ -7,8 +7,6 @@ and E = 128 for the embedding size.
 from __future__ import annotations
 
 
-import warnings
-
 import numpy as np
 import torch
 import torch.nn as nn
@@ -18,9 +16,27 @@ from .config import ModelConfig
 
 EMBEDDING_DIM = 128
 
-# The last conv block has an even kernel (5 x 2) with padding 'same', as the author's
-# model; PyTorch pads it asymmetrically (as intended) and warns about the copy each call.
-warnings.filterwarnings("ignore", message="Using padding='same' with even kernel")
+
+class SameConv2d(nn.Conv2d):
+    """``nn.Conv2d(..., padding="same")`` that pads explicitly.
+
+    The last conv block has an even kernel (5 x 2), as the author's model; PyTorch's 'same'
+    pads it asymmetrically (``(k - 1) // 2`` zeros before, the rest after) and warns about
+    the copy on every call.  Padding here the same way gives identical
+    outputs without the warning, and without a process-wide warnings filter.  The parameters
+    (``weight``, ``bias``) are those of ``nn.Conv2d``, so checkpoints load unchanged.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, int]
+                 ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=kernel_size, padding=0)
+        (kh, kw) = self.kernel_size
+        # F.pad order: (left, right, top, bottom); PyTorch's 'same' puts the odd zero after.
+        self.same_pad = ((kw - 1) // 2, kw - 1 - (kw - 1) // 2,
+                         (kh - 1) // 2, kh - 1 - (kh - 1) // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, self.same_pad))
 
 # (out channels, conv kernel, pool) of the first four blocks; the fifth block's conv kernel
 # and pool cover what remains of the patch, so that each patch ends as one 128-d vector
@@ -32,7 +48,7 @@ _CONV_BLOCKS = [(32, (5, 5), (2, 2)), (32, (5, 5), (2, 2)),
 def _conv_block(in_channels: int, out_channels: int, kernel: tuple[int, int],
                 pool: tuple[int, int]) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=kernel, padding="same"),
+        SameConv2d(in_channels, out_channels, kernel),
         nn.PReLU(),
         nn.MaxPool2d(kernel_size=pool))
 

@@ -114,12 +114,35 @@ def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, a
     """Train a model on CORPUS_DIR (MSAF layout: audio/, references/*.jams)."""
     import warnings
 
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    with warnings.catch_warnings():
+        # One "warning: ..." line each (the default format shows a library's source line),
+        # only for this command: the caller's warning settings are restored after it.
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda message, *a, **k: click.echo(f"warning: {message}",
+                                                                     err=True)
+        result = _run_train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids,
+                            alpha, attention_layers, freeze_kernels, novelty_balanced, epochs,
+                            patience, lr, max_patches, checkpoint_every, augment,
+                            augment_variants, seed, device, cache_dir, annotator, namespace,
+                            resume, overwrite)
+    for track_id, reason in result.skipped.items():
+        click.echo(f"skipped {track_id}: {reason}", err=True)
+    best = result.best or {}
+    click.echo(f"stopped ({result.stopped}) after {result.epochs_run} epochs; best "
+               f"epoch {best.get('epoch')}: val HR0.5F {best.get('val_HR0.5F', float('nan')):.3f}"
+               f" HR3F {best.get('val_HR3F', float('nan')):.3f} -> {out}")
+
+
+def _run_train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha,
+               attention_layers, freeze_kernels, novelty_balanced, epochs, patience, lr,
+               max_patches, checkpoint_every, augment, augment_variants, seed, device,
+               cache_dir, annotator, namespace, resume, overwrite):
+    """The train command's work; LearnedSSMError becomes one ``error:`` line (exit 2)."""
     from .corpus import default_cache_dir
     from .trainer import train as run_training
 
-    if resume and overwrite:
-        raise click.UsageError("--resume and --overwrite exclude each other")
-    warnings.showwarning = lambda message, *a, **k: click.echo(f"warning: {message}", err=True)
     try:
         tracks, val_tracks = _pick_tracks(corpus_dir, val_dir, val_split, train_ids, val_ids,
                                           seed)
@@ -136,18 +159,12 @@ def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, a
         given = ctx.get_parameter_source("epochs") == click.core.ParameterSource.COMMANDLINE
         click.echo(f"training on {len(tracks)} tracks, validating on {len(val_tracks)}",
                    err=True)
-        result = run_training(tracks, val_tracks, out, model_config, config,
-                              cache_dir=cache_dir or default_cache_dir(corpus_dir),
-                              device=device, resume=resume, overwrite=overwrite,
-                              epochs=epochs if (resume and given) else None)
+        return run_training(tracks, val_tracks, out, model_config, config,
+                            cache_dir=cache_dir or default_cache_dir(corpus_dir),
+                            device=device, resume=resume, overwrite=overwrite,
+                            epochs=epochs if (resume and given) else None)
     except LearnedSSMError as exc:
         _fail(str(exc))
-    for track_id, reason in result.skipped.items():
-        click.echo(f"skipped {track_id}: {reason}", err=True)
-    best = result.best or {}
-    click.echo(f"stopped ({result.stopped}) after {result.epochs_run} epochs; best "
-               f"epoch {best.get('epoch')}: val HR0.5F {best.get('val_HR0.5F', float('nan')):.3f}"
-               f" HR3F {best.get('val_HR3F', float('nan')):.3f} -> {out}")
 
 
 @click.command("build-pop909")

@@ -373,7 +373,7 @@ def _step(state: TrainState, example: Example, rng: np.random.Generator,
                            state.config)
     where = f"epoch {state.epoch + 1}, track {example.track_id}"
     if not torch.isfinite(losses["loss"]):
-        raise TrainingDivergedError(f"the loss became {float(losses['loss'])} at {where}: "
+        raise TrainingDivergedError(f"the loss became {float(losses['loss'].detach())} at {where}: "
                                     f"lower the learning rate (--lr, now {state.config.lr:g})")
     state.optimizer.zero_grad(set_to_none=True)
     losses["loss"].backward()
