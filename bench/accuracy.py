@@ -257,9 +257,10 @@ def plot(results, out: Path) -> None:
     ax.set_ylim(0, 1)
     ax.legend()
     fig.tight_layout()
-    tmp = out.with_name(".accuracy.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, out)
+    from msaf_learned_ssm.fileio import atomic_open
+
+    with atomic_open(out, "wb") as handle:
+        fig.savefig(handle, dpi=100, format="png")
 
 
 def main(argv=None) -> int:

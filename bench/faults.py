@@ -1,5 +1,6 @@
 """Fault injection: training killed with SIGKILL at random points, then resumed, must end
-with the same weights as an uninterrupted run.
+with the same weights as an uninterrupted run; a diverging run and colliding outputs must
+fail cleanly.
 
 Writes a tiny synthetic corpus to a temporary folder, trains a tiny model
 (``--attention-layers 1 --epochs 2 --checkpoint-every 1``) with ``python -m
@@ -7,7 +8,10 @@ msaf_learned_ssm.cli train`` once without interruption, then for each trial star
 same run, kills it (SIGKILL, no chance to clean up) at a random moment after its first
 resume state was written, and runs ``--resume`` until it completes (each resumed run may be
 killed again). The final ``MODEL.state.pt`` weights are compared with the uninterrupted
-run's. Prints a table and exits with status 1 on any mismatch or failed resume.
+run's. Then two misuse cases: training with ``--lr 1e8`` must stop with one ``error:`` line
+(exit 2) and leave no non-finite weights on disk; segmenting ``a/song.wav`` and
+``b/song.wav`` into one folder must be refused (exit 2) before any output is written. Prints
+tables and exits with status 1 on any mismatch, failed resume or failed misuse check.
 
 Usage::
 
@@ -150,6 +154,42 @@ def run_trial(corpus: Path, cache: Path, work: Path, reference: dict, rng: rando
     return Trial(kill_times, resumes, ok, diff, temps, detail)
 
 
+def check_divergence(corpus: Path, work: Path) -> tuple[bool, str]:
+    """Training at lr 1e8: exit 2, an ``error:`` line, nothing non-finite saved."""
+    import torch
+
+    from msaf_learned_ssm.checkpoint import read_checkpoint
+
+    out = work / "nan.pt"
+    cmd = train_command(corpus, out, work / "cache", resume=False) + ["--lr", "1e8"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    saved_finite = True
+    for path in (out, out.with_suffix(".state.pt")):
+        if path.exists():
+            data = read_checkpoint(path)
+            weights = data["model"]["state_dict"] if "model" in data else data["state_dict"]
+            saved_finite &= all(bool(torch.isfinite(w).all()) for w in weights.values())
+    last = (result.stderr.strip().splitlines() or ["?"])[-1]
+    ok = result.returncode == 2 and last.startswith("error:") and saved_finite
+    return ok, f"exit {result.returncode}, saved weights finite: {saved_finite}; {last}"
+
+
+def check_collision(corpus: Path, work: Path) -> tuple[bool, str]:
+    """Two inputs named song.wav into one output folder: refused before any work."""
+    import shutil
+
+    for sub in ("a", "b"):
+        (work / sub).mkdir()
+        shutil.copy(next((corpus / "audio").glob("*.wav")), work / sub / "song.wav")
+    out = work / "outc"
+    cmd = [sys.executable, "-m", "msaf_learned_ssm.cli", "segment", str(work / "a" / "song.wav"),
+           str(work / "b" / "song.wav"), "-o", str(out), "--format", "csv", "--device", "cpu"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    last = (result.stderr.strip().splitlines() or ["?"])[-1]
+    ok = result.returncode == 2 and not out.exists() and "would both write" in last
+    return ok, f"exit {result.returncode}, output folder created: {out.exists()}; {last}"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=3)
@@ -183,8 +223,16 @@ def main(argv=None) -> int:
             print(f"{i:>5}  {str(trial.kill_times):<28} {trial.resumes:>7}  "
                   f"{str(trial.resumed_ok):<10}  {trial.max_diff:>9.2e}  {trial.temp_files:>8}"
                   + (f"  MISMATCH {trial.detail}" if bad else ""))
-    print(f"{args.trials - failures}/{args.trials} trials identical to the uninterrupted run "
-          f"({time.perf_counter() - started:.1f} s)")
+        print(f"{args.trials - failures}/{args.trials} trials identical to the uninterrupted "
+              f"run ({time.perf_counter() - started:.1f} s)")
+        print(f"\n{'misuse':<24} {'handled':<8} detail")
+        for name, check in (("diverging training", check_divergence),
+                            ("colliding outputs", check_collision)):
+            work = tmp / name.replace(" ", "_")
+            work.mkdir()
+            ok, detail = check(corpus, work)
+            failures += not ok
+            print(f"{name:<24} {str(ok):<8} {detail}")
     return 1 if failures else 0
 
 

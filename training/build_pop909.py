@@ -43,6 +43,8 @@ import mido
 import numpy as np
 import soundfile as sf
 
+from msaf_learned_ssm_jams.fileio import atomic_open
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: Bump when the rendering itself changes (pools, levels, processing), so that a resumed build
@@ -554,46 +556,17 @@ def annotation_end(jam: Any) -> float:
     return end
 
 
-def _temp_path(path: Path, suffix: str) -> Path:
-    # Same directory as the target, so os.replace is an atomic rename on one file system;
-    # the pid keeps two processes from writing the same temp file.
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{suffix}")
-
-
 def write_flac_atomic(path: PathLike, y: np.ndarray, sample_rate: int) -> None:
-    """Write mono audio as 16-bit FLAC through a temporary file and ``os.replace``.
-
-    A reader (or a resumed build) therefore sees either no file or a complete one.
-
-    Parameters
-    ----------
-    path : path-like
-        Target ``.flac`` file; its directory must exist.
-    y : np.ndarray, shape (n_samples,)
-        Samples in [-1, 1].
-    sample_rate : int
-        Hz.
-    """
-    path = Path(path)
-    tmp = _temp_path(path, ".flac")
-    try:
-        sf.write(str(tmp), y, int(sample_rate), format="FLAC", subtype="PCM_16")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Write mono audio as 16-bit FLAC atomically (a reader or a resumed build sees either no
+    file or a complete one). ``y``: shape (n_samples,), in [-1, 1]; ``sample_rate`` in Hz."""
+    with atomic_open(path, "wb") as handle:
+        sf.write(handle, y, int(sample_rate), format="FLAC", subtype="PCM_16")
 
 
 def write_jams_atomic(path: PathLike, jam: Any) -> None:
-    """Save a :class:`jams.JAMS` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    tmp = _temp_path(path, ".jams")
-    try:
-        jam.save(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Save a :class:`jams.JAMS` atomically."""
+    with atomic_open(path, "w") as handle:
+        jam.save(handle)
 
 
 # --------------------------------------------------------------------------------------------
