@@ -131,7 +131,7 @@ def author_pipeline(path: str, model, per_patch: bool = True) -> tuple[np.ndarra
     from msaf_learned_ssm.features import (average_steps, log_mel_librosa,
                                            patches_from_steps, standardize_bands)
     from msaf_learned_ssm.model import cosine_ssm
-    from msaf_learned_ssm.peaks import boundary_times, pick_peaks
+    from msaf_learned_ssm.peaks import novelty_to_boundaries
 
     config = model.config
     t = [time.perf_counter()]
@@ -153,8 +153,8 @@ def author_pipeline(path: str, model, per_patch: bool = True) -> tuple[np.ndarra
         t.append(time.perf_counter())
         novelty = model.novelty.forward_full(cosine_ssm(embeddings)).numpy()
         t.append(time.perf_counter())
-    peaks = pick_peaks(novelty, config.patch_hop_sec, PeakConfig())
-    boundaries = boundary_times(peaks, patches.times, patches.duration)
+    _, boundaries = novelty_to_boundaries(novelty, patches.times, patches.duration,
+                                          config.patch_hop_sec, PeakConfig())
     t.append(time.perf_counter())
     names = ["decode", "features", "encoder", "novelty", "peaks"]
     return boundaries, {n: t[i + 1] - t[i] for i, n in enumerate(names)}, novelty
@@ -166,7 +166,7 @@ def analyzer_stages(analyzer, path: str) -> tuple[np.ndarray, dict]:
 
     from msaf_learned_ssm.audio import load_audio
     from msaf_learned_ssm.features import compute_patches
-    from msaf_learned_ssm.peaks import boundary_times, pick_peaks
+    from msaf_learned_ssm.peaks import novelty_to_boundaries
 
     device, config = analyzer.device, analyzer.config
     t = [time.perf_counter()]
@@ -181,8 +181,8 @@ def analyzer_stages(analyzer, path: str) -> tuple[np.ndarray, dict]:
         t.append(time.perf_counter())
         novelty = analyzer.model.novelty(embeddings).float().cpu().numpy()
         t.append(time.perf_counter())
-    peaks = pick_peaks(novelty, config.patch_hop_sec, analyzer.peaks)
-    boundaries = boundary_times(peaks, patches.times, patches.duration)
+    _, boundaries = novelty_to_boundaries(novelty, patches.times, patches.duration,
+                                          config.patch_hop_sec, analyzer.peaks)
     t.append(time.perf_counter())
     names = ["decode", "features", "encoder", "novelty", "peaks"]
     return boundaries, {n: t[i + 1] - t[i] for i, n in enumerate(names)}

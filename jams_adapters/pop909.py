@@ -78,7 +78,7 @@ import numpy as np
 
 from .errors import AnnotationError
 
-from .segments import DURATION_TOL, segments_to_jams, validate_segments
+from .segments import segments_to_jams, validate_segments
 
 __all__ = [
     "ANNOTATORS",
@@ -198,9 +198,14 @@ def read_pop909_index(pop909_dir: str | Path) -> dict[str, dict]:
     return _read_index_cached(str(path.resolve()), path.stat().st_mtime)
 
 
-def pop909_song_ids(structure_dir: str | Path) -> list[str]:
-    """Song ids (folder names of digits) present in ``structure_dir``, sorted."""
-    return sorted(p.name for p in Path(structure_dir).iterdir() if p.is_dir() and p.name.isdigit())
+def pop909_song_ids(structure_dir: str | Path, pop909_dir: str | Path | None = None) -> list[str]:
+    """Song ids (folder names of digits) present in ``structure_dir``, sorted; with
+    ``pop909_dir``, only those that also have their MIDI file ``pop909_dir/NNN/NNN.mid``."""
+    ids = sorted(p.name for p in Path(structure_dir).iterdir() if p.is_dir() and p.name.isdigit())
+    if pop909_dir is not None:
+        root = Path(pop909_dir)
+        ids = [i for i in ids if (root / i / f"{i}.mid").is_file()]
+    return ids
 
 
 # ---------------------------------------------------------------------------------------

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 
+from msaf_learned_ssm_jams.fileio import PathLike
 from .errors import AudioLoadError
 from .parallel import resolve_threads
 
-PathLike = Union[str, os.PathLike]
 
 
 def _soundfile_reason(exc: Exception, path: Path) -> str:

@@ -13,7 +13,6 @@ cannot run code.
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
 from pathlib import Path
@@ -21,12 +20,12 @@ from typing import Any, Mapping, Union
 
 import torch
 
+from msaf_learned_ssm_jams.fileio import PathLike
 from .config import ModelConfig
 from .errors import CheckpointError, ConfigError
 from .fileio import atomic_open
 from .model import SSMNet
 
-PathLike = Union[str, os.PathLike]
 
 FORMAT_VERSION = 1
 

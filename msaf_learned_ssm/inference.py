@@ -8,7 +8,6 @@ while the current one is computed.
 from __future__ import annotations
 
 import copy
-import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Iterable, Iterator, Optional, Union
 import numpy as np
 import torch
 
+from msaf_learned_ssm_jams.fileio import PathLike
 from .audio import load_audio
 from .checkpoint import load_model
 from .config import ModelConfig, PeakConfig
@@ -26,9 +26,8 @@ from .features import Patches, compute_patches
 from .model_files import file_sha256, model_name, resolve_model
 from .model import SSMNet, cosine_ssm
 from .parallel import default_threads
-from .peaks import boundary_times, pick_peaks
+from .peaks import novelty_to_boundaries
 
-PathLike = Union[str, os.PathLike]
 
 
 
@@ -110,11 +109,6 @@ class Analysis:
         """Scaled cosine SSM of the embeddings, shape (T, T), values in [0, 1]."""
         e = torch.from_numpy(self.embeddings)
         return cosine_ssm(e).numpy()
-
-    @property
-    def intervals(self) -> np.ndarray:
-        """Segments as (n_segments, 2) start/end times (s)."""
-        return np.stack([self.boundaries[:-1], self.boundaries[1:]], axis=1)
 
 
 def _trivial(patches: Patches, source: str, why: str) -> Analysis:
@@ -221,8 +215,9 @@ class Analyzer:
         if not np.all(np.isfinite(novelty_np)):
             raise CheckpointError(f"{self.identity['name']}: the model gives a "
                                   f"non-finite novelty curve for {source}")
-        found = pick_peaks(novelty_np, self.config.patch_hop_sec, peaks or self.peaks)
-        return Analysis(boundaries=boundary_times(found, patches.times, patches.duration),
+        found, boundaries = novelty_to_boundaries(novelty_np, patches.times, patches.duration,
+                                                  self.config.patch_hop_sec, peaks or self.peaks)
+        return Analysis(boundaries=boundaries,
                         peaks=found, patch_times=patches.times, novelty=novelty_np,
                         embeddings=embeddings.float().cpu().numpy(),
                         duration=patches.duration, source=source)

@@ -16,11 +16,11 @@ pass for one another.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Union
 
-PathLike = Union[str, os.PathLike]
+from msaf_learned_ssm_jams.fileio import PathLike
+
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 

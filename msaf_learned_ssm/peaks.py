@@ -90,8 +90,9 @@ def boundary_times(peaks: np.ndarray, patch_times: np.ndarray, end_time: float) 
 
 
 def novelty_to_boundaries(novelty: np.ndarray, patch_times: np.ndarray, end_time: float,
-                          hop_sec: float, config: PeakConfig = PeakConfig()) -> np.ndarray:
-    """Boundary times (s) of a novelty curve: :func:`pick_peaks`, then :func:`boundary_times`.
+                          hop_sec: float, config: PeakConfig = PeakConfig()
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Boundaries of a novelty curve: :func:`pick_peaks`, then :func:`boundary_times`.
 
     Parameters
     ----------
@@ -106,8 +107,10 @@ def novelty_to_boundaries(novelty: np.ndarray, patch_times: np.ndarray, end_time
 
     Returns
     -------
-    np.ndarray, shape (n_boundaries,)
-        0, the boundaries found, and ``end_time``.
+    peaks : np.ndarray of int, shape (n_peaks,)
+        Indices into ``novelty`` of the peaks kept.
+    boundaries : np.ndarray, shape (n_boundaries,)
+        0, the boundary times found (s), and ``end_time``.
 
     Raises
     ------
@@ -118,4 +121,5 @@ def novelty_to_boundaries(novelty: np.ndarray, patch_times: np.ndarray, end_time
     if not np.all(np.isfinite(novelty)):
         raise ValueError(f"the novelty curve has {int(np.sum(~np.isfinite(novelty)))} "
                          "non-finite values (NaN or infinite weights?)")
-    return boundary_times(pick_peaks(novelty, hop_sec, config), patch_times, end_time)
+    peaks = pick_peaks(novelty, hop_sec, config)
+    return peaks, boundary_times(peaks, patch_times, end_time)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
@@ -171,8 +170,11 @@ def _fake_adapter(monkeypatch):
         jam.file_metadata.title = song_id
         return jam
 
+    from msaf_learned_ssm_jams.pop909 import pop909_song_ids
+
     module = types.ModuleType("msaf_learned_ssm_jams.pop909")
     module.pop909_song_to_jams = pop909_song_to_jams
+    module.pop909_song_ids = pop909_song_ids
     monkeypatch.setitem(sys.modules, "msaf_learned_ssm_jams.pop909", module)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Sequence
 
 import mido
 import numpy as np

@@ -29,7 +29,6 @@ soundfont).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -37,15 +36,14 @@ import tempfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import mido
 import numpy as np
 import soundfile as sf
 
-from msaf_learned_ssm_jams.fileio import atomic_open
+from msaf_learned_ssm_jams.fileio import PathLike, atomic_open
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 #: Bump when the rendering itself changes (pools, levels, processing), so that a resumed build
 #: re-renders songs made by an older builder instead of mixing two versions in one corpus.
@@ -234,30 +232,6 @@ def fluidsynth_version(binary: str) -> str:
         if "version" in line.lower():
             return line.split()[-1]
     return "unknown"
-
-
-def list_song_ids(pop909_dir: PathLike, structure_dir: Optional[PathLike] = None) -> List[str]:
-    """List the POP909 song ids that have a MIDI file (and structure labels, if asked).
-
-    Parameters
-    ----------
-    pop909_dir : path-like
-        POP909 root, holding ``NNN/NNN.mid``.
-    structure_dir : path-like, optional
-        Structure-annotation root holding ``NNN/``; when given, only songs annotated there
-        are listed.
-
-    Returns
-    -------
-    song_ids : list of str
-        Sorted ids such as ``"001"``.
-    """
-    root = Path(pop909_dir)
-    ids = sorted(p.name for p in root.iterdir() if p.is_dir() and (p / f"{p.name}.mid").is_file())
-    if structure_dir is not None:
-        sroot = Path(structure_dir)
-        ids = [i for i in ids if (sroot / i).is_dir()]
-    return ids
 
 
 # --------------------------------------------------------------------------------------------
@@ -873,7 +847,9 @@ def build_pop909_corpus(
     from msaf_learned_ssm_jams.pop909 import pop909_song_to_jams  # noqa: F401
 
     if song_ids is None:
-        song_ids = list_song_ids(pop909_dir, structure_dir)
+        from msaf_learned_ssm_jams.pop909 import pop909_song_ids
+
+        song_ids = pop909_song_ids(structure_dir, pop909_dir)
     song_ids = [str(s) for s in song_ids]
     out = Path(out_dir)
     (out / "audio").mkdir(parents=True, exist_ok=True)

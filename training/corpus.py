@@ -13,18 +13,18 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Iterable, Optional, Sequence, TypeVar
 
 import numpy as np
 
 from msaf_learned_ssm.audio import load_audio
 from msaf_learned_ssm.config import ModelConfig
-from msaf_learned_ssm.errors import AnnotationError, LearnedSSMError
-from msaf_learned_ssm.fileio import atomic_open
+from msaf_learned_ssm.errors import AnnotationError
+from msaf_learned_ssm.fileio import PathLike, atomic_open
 from msaf_learned_ssm.features import (Patches, compute_steps, frontend_settings,
                                        patches_from_steps)
 
-PathLike = Union[str, os.PathLike]
+T = TypeVar("T")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".aif", ".aiff", ".m4a")
 
 
@@ -90,16 +90,45 @@ def read_id_list(path: PathLike) -> list[str]:
     return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
 
 
+def seeded_split(items: Sequence[T], fractions: Sequence[float], seed: int,
+                 min_size: int = 0) -> list[list[T]]:
+    """Shuffle ``items`` with a seeded generator and cut them into ``len(fractions)`` parts.
+
+    Parameters
+    ----------
+    items : sequence
+    fractions : sequence of float
+        Non-negative, summing to 1.  Part ``k >= 1`` gets ``round(fractions[k] * n)`` items
+        (at least ``min_size``); part 0 gets the rest.
+    seed : int
+    min_size : int
+        Smallest size of the parts after the first.
+
+    Returns
+    -------
+    parts : list of lists
+        Disjoint, covering ``items``, each in the order of ``items``.
+    """
+    if abs(sum(fractions) - 1.0) > 1e-9 or min(fractions) < 0:
+        raise ValueError(f"fractions must be non-negative and sum to 1, got {list(fractions)}")
+    n = len(items)
+    order = np.random.default_rng(seed).permutation(n)
+    sizes = [max(min_size, int(round(f * n))) for f in fractions[1:]]
+    sizes = [n - sum(sizes)] + sizes
+    if sizes[0] < 0:
+        raise ValueError(f"{n} items are too few for parts of at least {min_size}")
+    cuts = np.cumsum([0] + sizes)
+    return [[items[i] for i in sorted(order[a:b])] for a, b in zip(cuts[:-1], cuts[1:])]
+
+
 def split_tracks(tracks: Sequence[Track], fraction: float, seed: int = 0
                  ) -> tuple[list[Track], list[Track]]:
-    """Seeded split into (train, validation), ``fraction`` of the tracks in validation."""
+    """Seeded split into (train, validation), ``fraction`` of the tracks (at least one) in
+    validation."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
-    order = np.random.default_rng(seed).permutation(len(tracks))
-    n_val = max(1, int(round(fraction * len(tracks))))
-    val = sorted(order[:n_val])
-    train = sorted(order[n_val:])
-    return [tracks[i] for i in train], [tracks[i] for i in val]
+    train, val = seeded_split(list(tracks), (1.0 - fraction, fraction), seed, min_size=1)
+    return train, val
 
 
 def _file_digest(path: Path) -> str:
@@ -201,4 +230,4 @@ def default_cache_dir(corpus_dir: PathLike) -> Path:
 
 
 __all__ = ["FeatureCache", "Track", "default_cache_dir", "find_tracks", "read_id_list",
-           "split_tracks"]
+           "seeded_split", "split_tracks"]

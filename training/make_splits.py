@@ -17,7 +17,7 @@ them exactly (``--check`` verifies that without writing).
 
 Usage::
 
-    .venv/bin/python training/make_splits.py \\
+    .venv/bin/python -m msaf_learned_ssm_training.make_splits \\
         /work/shared/data/pop909 /work/shared/data/pop909_structure
 """
 
@@ -26,11 +26,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
+from msaf_learned_ssm_jams.fileio import PathLike
+from msaf_learned_ssm_jams.pop909 import pop909_song_ids
 
-PathLike = Union[str, "Path"]
+from .corpus import read_id_list, seeded_split
+
 
 SPLITS_DIR = Path(__file__).resolve().parent / "splits"
 DEFAULT_SEED = 909
@@ -40,11 +42,7 @@ SPLIT_NAMES = ("train", "val", "test")
 
 def available_song_ids(pop909_dir: PathLike, structure_dir: PathLike) -> List[str]:
     """Sorted ids with ``pop909_dir/NNN/NNN.mid`` and an annotation folder ``structure_dir/NNN``."""
-    root, sroot = Path(pop909_dir), Path(structure_dir)
-    return sorted(
-        p.name for p in root.iterdir()
-        if p.is_dir() and (p / f"{p.name}.mid").is_file() and (sroot / p.name).is_dir()
-    )
+    return pop909_song_ids(structure_dir, pop909_dir)
 
 
 def split_ids(
@@ -70,19 +68,8 @@ def split_ids(
         ``{"train": [...], "val": [...], "test": [...]}``, each sorted, disjoint, and
         together covering ``song_ids``.
     """
-    if abs(sum(fractions) - 1.0) > 1e-9 or min(fractions) < 0:
-        raise ValueError(f"fractions must be non-negative and sum to 1, got {fractions}")
-    ids = sorted(set(song_ids))
-    order = np.random.default_rng(seed).permutation(len(ids))
-    shuffled = [ids[i] for i in order]
-    n_val = int(round(fractions[1] * len(ids)))
-    n_test = int(round(fractions[2] * len(ids)))
-    n_train = len(ids) - n_val - n_test
-    return {
-        "train": sorted(shuffled[:n_train]),
-        "val": sorted(shuffled[n_train:n_train + n_val]),
-        "test": sorted(shuffled[n_train + n_val:]),
-    }
+    parts = seeded_split(sorted(set(song_ids)), fractions, seed)
+    return dict(zip(SPLIT_NAMES, parts))
 
 
 def write_splits(splits: Dict[str, List[str]], out_dir: PathLike = SPLITS_DIR) -> None:
@@ -96,7 +83,7 @@ def write_splits(splits: Dict[str, List[str]], out_dir: PathLike = SPLITS_DIR) -
 def read_splits(splits_dir: PathLike = SPLITS_DIR) -> Dict[str, List[str]]:
     """Read ``splits_dir/{train,val,test}.txt`` into ``{"train": [...], ...}``."""
     d = Path(splits_dir)
-    return {name: (d / f"{name}.txt").read_text().split() for name in SPLIT_NAMES}
+    return {name: read_id_list(d / f"{name}.txt") for name in SPLIT_NAMES}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

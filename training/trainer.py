@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import mir_eval
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from msaf_learned_ssm_jams.fileio import PathLike
 from msaf_learned_ssm.checkpoint import atomic_torch_save, checkpoint_dict, read_checkpoint
 from msaf_learned_ssm.config import ModelConfig, PeakConfig
 from msaf_learned_ssm.errors import CheckpointError, LearnedSSMError, OutputError
@@ -52,7 +52,6 @@ from .losses import joint_loss, novelty_bce, weighted_bce
 from .targets import (ground_truth_novelty, ground_truth_ssm, patch_labels,
                       reference_boundaries)
 
-PathLike = Union[str, os.PathLike]
 STATE_VERSION = 2
 
 __all__ = ["TrainConfig", "TrainResult", "TrainState", "TrainingDivergedError", "Example",
@@ -230,8 +229,8 @@ def evaluate(model: SSMNet, examples: Sequence[Example], peaks: PeakConfig,
         if len(ex.patches) == 0:
             continue
         _, novelty = model(torch.from_numpy(ex.patches).to(device))
-        est = novelty_to_boundaries(novelty.float().cpu().numpy(), ex.patch_times,
-                                    ex.duration, model.config.patch_hop_sec, peaks)
+        _, est = novelty_to_boundaries(novelty.float().cpu().numpy(), ex.patch_times,
+                                       ex.duration, model.config.patch_hop_sec, peaks)
         ref = ex.boundaries
         row = {}
         for window in (0.5, 3.0):
