@@ -293,11 +293,11 @@ def main(argv=None) -> int:
 
     feature_sec = warm_feature_cache(ds, args.feature)
     print(f"MSAF features ({args.feature}, beats): {feature_sec:.2f} s/track")
-    learned = [("learned_ssm (default model)", {})]
-    for nb in (1, 3):
-        ckpt = SHARED / "ssmnet_reference" / f"ssmnet_nbatt{nb}_state_dict.pt"
-        if ckpt.is_file():
-            learned.append((f"learned_ssm (author nbatt{nb})", {"ssm_model": str(ckpt)}))
+    from msaf_learned_ssm.model_files import NAMED_MODELS, resolve_model
+
+    # Every shipped model, each with its own peak settings (those in its file).
+    learned = [(f"learned_ssm ({name})", {"ssm_model": name}) for name in NAMED_MODELS
+               if resolve_model(name).is_file()]
     results = []
     for name, overrides in learned:
         df, sec = run_algorithm(ds, "learned_ssm", None, args.feature, args.framesync,
@@ -306,7 +306,7 @@ def main(argv=None) -> int:
         print(results[-1][0], df["HitRate_t3F"].mean(), f"{sec:.2f} s/track")
     other = not args.framesync
     df, sec = run_algorithm(ds, "learned_ssm", None, args.feature, other, args.n_jobs)
-    results.append((f"learned_ssm (default model), {'framesync' if other else 'beatsync'}",
+    results.append((f"learned_ssm (default), {'framesync' if other else 'beatsync'}",
                     df, sec))
     if not args.skip_msaf:
         for algo in MSAF_BOUNDARY_ALGOS:

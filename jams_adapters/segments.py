@@ -307,6 +307,84 @@ def _raw_times(raw: dict | None, position: int) -> np.ndarray | None:
         return None
 
 
+def _check_read_arguments(namespace: str | None, annotator: Any, level: Any) -> str | None:
+    """Validate :func:`read_segments`' arguments; returns the namespace to read."""
+    if namespace is not None and namespace not in NAMESPACE_PRIORITY:
+        raise ValueError(f"namespace must be one of {NAMESPACE_PRIORITY}, got {namespace!r}")
+    if level is not None:
+        if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or level < 0:
+            raise ValueError(f"level must be an int >= 0, got {level!r}")
+        if namespace is None:
+            namespace = "multi_segment"
+        elif namespace != "multi_segment":
+            raise ValueError(f"level applies to multi_segment only, not {namespace!r}")
+    if annotator is not None and (
+        isinstance(annotator, bool) or not isinstance(annotator, (str, int, np.integer))
+    ):
+        raise ValueError(f"annotator must be a str, an int or None, got {annotator!r}")
+    return namespace
+
+
+def _choose_annotation(jam: jams.JAMS, src: str, namespace: str | None,
+                       annotator: Any) -> tuple[str, dict]:
+    """(namespace, entry of :func:`list_segment_annotations`) to read, or AnnotationError
+    listing what the file holds."""
+    found = list_segment_annotations(jam)
+    others = sorted({a.namespace for a in jam.annotations})
+    held = ", ".join(others) if others else "no annotations"
+    if namespace is None:
+        present = {d["namespace"] for d in found}
+        namespace = next((ns for ns in NAMESPACE_PRIORITY if ns in present), None)
+        if namespace is None:
+            raise AnnotationError(f"{src}: no segment annotation (looked for "
+                                  f"{', '.join(NAMESPACE_PRIORITY)}; the file has: {held})")
+    candidates = [d for d in found if d["namespace"] == namespace]
+    if not candidates:
+        raise AnnotationError(f"{src}: no {namespace} annotation (the file has: {held})")
+    if annotator is None:
+        entry = candidates[0]
+    elif isinstance(annotator, str):
+        entry = next((d for d in candidates if d["annotator"] == annotator), None)
+    else:
+        entry = candidates[int(annotator)] if 0 <= int(annotator) < len(candidates) else None
+    if entry is None:
+        names = [f"{d['index']}: {d['annotator']!r}" for d in candidates]
+        raise AnnotationError(f"{src}: no {namespace} annotation for annotator {annotator!r} "
+                              f"(available: {', '.join(names)})")
+    return namespace, entry
+
+
+def _level_observations(ann: jams.Annotation, entry: dict, src: str, level: int | None
+                        ) -> tuple[np.ndarray, list, str]:
+    """Intervals, labels and a description of one level of a ``multi_segment`` annotation."""
+    lev = 0 if level is None else int(level)
+    obs = [o for o in ann.data if int(o.value["level"]) == lev]
+    if not obs:
+        raise AnnotationError(f"{src}: multi_segment annotation {entry['index']} has no level "
+                              f"{lev} (levels: {entry['levels']})")
+    intervals = np.array([[o.time, o.time + o.duration] for o in obs], dtype=float)
+    return intervals, [o.value["label"] for o in obs], \
+        f"{src} (multi_segment #{entry['index']}, level {lev})"
+
+
+def _flat_observations(ann: jams.Annotation, entry: dict, src: str, namespace: str,
+                       raw: dict | None) -> tuple[np.ndarray, list, str]:
+    """Intervals, labels and a description of a flat annotation; its order in the file is
+    checked (jams sorts observations on load, but an unsorted file is still a broken file)."""
+    file_order = _raw_times(raw, entry["position"])
+    if file_order is not None and len(file_order) > 1:
+        bad = np.flatnonzero(np.diff(file_order[:, 0]) < 0)
+        if bad.size:
+            i = int(bad[0]) + 1
+            raise AnnotationError(
+                f"{src} ({namespace} #{entry['index']}): segments not sorted in the file: "
+                f"segment {i} starts at {file_order[i, 0]:.6g} s, before segment {i - 1} "
+                f"at {file_order[i - 1, 0]:.6g} s")
+    intervals = np.array([[o.time, o.time + o.duration] for o in ann.data],
+                         dtype=float).reshape(-1, 2)
+    return intervals, [o.value for o in ann.data], f"{src} ({namespace} #{entry['index']})"
+
+
 def read_segments(
     jams_path_or_obj: PathOrJams,
     namespace: str | None = None,
@@ -349,86 +427,15 @@ def read_segments(
     ValueError
         Bad arguments (unknown namespace, ``level`` with another namespace, wrong types).
     """
-    if namespace is not None and namespace not in NAMESPACE_PRIORITY:
-        raise ValueError(f"namespace must be one of {NAMESPACE_PRIORITY}, got {namespace!r}")
-    if level is not None:
-        if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or level < 0:
-            raise ValueError(f"level must be an int >= 0, got {level!r}")
-        if namespace is None:
-            namespace = "multi_segment"
-        elif namespace != "multi_segment":
-            raise ValueError(f"level applies to multi_segment only, not {namespace!r}")
-    if annotator is not None and (
-        isinstance(annotator, bool) or not isinstance(annotator, (str, int, np.integer))
-    ):
-        raise ValueError(f"annotator must be a str, an int or None, got {annotator!r}")
-
+    namespace = _check_read_arguments(namespace, annotator, level)
     jam, raw, src = _resolve(jams_path_or_obj, source)
-    found = list_segment_annotations(jam)
-
-    if namespace is None:
-        present = {d["namespace"] for d in found}
-        chosen_ns = next((ns for ns in NAMESPACE_PRIORITY if ns in present), None)
-        if chosen_ns is None:
-            others = sorted({a.namespace for a in jam.annotations})
-            raise AnnotationError(
-                f"{src}: no segment annotation (looked for {', '.join(NAMESPACE_PRIORITY)}; "
-                f"the file has: {', '.join(others) if others else 'no annotations'})"
-            )
-    else:
-        chosen_ns = namespace
-    candidates = [d for d in found if d["namespace"] == chosen_ns]
-    if not candidates:
-        others = sorted({a.namespace for a in jam.annotations})
-        raise AnnotationError(
-            f"{src}: no {chosen_ns} annotation (the file has: "
-            f"{', '.join(others) if others else 'no annotations'})"
-        )
-
-    if annotator is None:
-        entry = candidates[0]
-    elif isinstance(annotator, str):
-        entry = next((d for d in candidates if d["annotator"] == annotator), None)
-    else:
-        entry = candidates[int(annotator)] if 0 <= int(annotator) < len(candidates) else None
-    if entry is None:
-        names = [f"{d['index']}: {d['annotator']!r}" for d in candidates]
-        raise AnnotationError(
-            f"{src}: no {chosen_ns} annotation for annotator {annotator!r} "
-            f"(available: {', '.join(names)})"
-        )
+    chosen_ns, entry = _choose_annotation(jam, src, namespace, annotator)
     ann = jam.annotations[entry["position"]]
     duration = jam.file_metadata.duration
-
     if chosen_ns == "multi_segment":
-        lev = 0 if level is None else int(level)
-        obs = [o for o in ann.data if int(o.value["level"]) == lev]
-        if not obs:
-            raise AnnotationError(
-                f"{src}: multi_segment annotation {entry['index']} has no level {lev} "
-                f"(levels: {entry['levels']})"
-            )
-        intervals = np.array([[o.time, o.time + o.duration] for o in obs], dtype=float)
-        labels = [o.value["label"] for o in obs]
-        where = f"{src} ({chosen_ns} #{entry['index']}, level {lev})"
+        intervals, labels, where = _level_observations(ann, entry, src, level)
     else:
-        file_order = _raw_times(raw, entry["position"])
-        if file_order is not None and len(file_order) > 1:
-            # jams sorts observations on load; an unsorted file is still a broken file.
-            bad = np.flatnonzero(np.diff(file_order[:, 0]) < 0)
-            if bad.size:
-                i = int(bad[0]) + 1
-                raise AnnotationError(
-                    f"{src} ({chosen_ns} #{entry['index']}): segments not sorted in the file: "
-                    f"segment {i} starts at {file_order[i, 0]:.6g} s, before segment {i - 1} "
-                    f"at {file_order[i - 1, 0]:.6g} s"
-                )
-        intervals = np.array(
-            [[o.time, o.time + o.duration] for o in ann.data], dtype=float
-        ).reshape(-1, 2)
-        labels = [o.value for o in ann.data]
-        where = f"{src} ({chosen_ns} #{entry['index']})"
-
+        intervals, labels, where = _flat_observations(ann, entry, src, chosen_ns, raw)
     validate_segments(intervals, labels, duration=duration, source=where)
     return snap_segments(intervals, duration), list(labels)
 
