@@ -86,7 +86,6 @@ __all__ = [
     "parse_pop909_label",
     "read_pop909_index",
     "pop909_song_ids",
-    "pop909_song_segments",
     "pop909_song_to_jams",
     "pop909_bar_grid",
     "read_pop909_chords",
@@ -426,30 +425,6 @@ def _phrase_beats(grid: dict, phrases: list[tuple[str, int]]) -> np.ndarray:
     """Beat index of each phrase boundary (n_phrases + 1 values)."""
     bars = np.array([b for _, b in phrases])
     return grid["origin"] + grid["bpb"] * np.concatenate([[0], np.cumsum(bars)])
-
-
-def pop909_song_segments(
-    song_id: str | int, pop909_dir: str | Path, structure_dir: str | Path,
-    annotator: str = "human_label1",
-) -> tuple[np.ndarray, list[str], float]:
-    """Timed segments of one annotator for one song.
-
-    Returns
-    -------
-    intervals : np.ndarray, shape (n, 2)
-        Phrase ``[start, end]`` in seconds.
-    labels : list of str
-        The phrase letters (``'i'``, ``'A'``, ``'b'``, ``'o'``, ``'X'``...).
-    duration : float
-        Song duration in seconds.
-    """
-    if annotator not in ANNOTATORS:
-        raise ValueError(f"annotator must be one of {ANNOTATORS}, got {annotator!r}")
-    sid = _normalise_id(song_id)
-    grid = _song_grid(sid, Path(pop909_dir), Path(structure_dir))
-    phrases = _read_label(grid["paths"][annotator])
-    t = _beat_to_sec(grid, _phrase_beats(grid, phrases))
-    return np.column_stack([t[:-1], t[1:]]), [p for p, _ in phrases], grid["duration"]
 
 
 def pop909_bar_grid(

@@ -181,8 +181,12 @@ def _encoder_layer_eval(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> t
     torch.Tensor, shape (B, T, E)
     """
     attn = layer.self_attn
-    if (layer.norm_first or layer.activation_relu_or_gelu != 1 or not attn.batch_first
-            or not attn._qkv_same_embed_dim or attn.in_proj_bias is None):
+    # Internal attributes of torch's modules, read with defaults that choose the plain path:
+    # a torch release that renames them loses the fused path, not correctness.
+    relu = getattr(layer, "activation_relu_or_gelu", 0) == 1
+    packed = getattr(attn, "_qkv_same_embed_dim", False)
+    if (getattr(layer, "norm_first", True) or not relu or not attn.batch_first or not packed
+            or getattr(attn, "in_proj_weight", None) is None or attn.in_proj_bias is None):
         return layer(x)
     batch, length, dim = x.shape
     heads = attn.num_heads

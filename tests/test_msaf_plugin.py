@@ -157,3 +157,29 @@ def test_hierarchical_two_nested_levels(planted_track, untrained_model_path):
     assert all(np.isclose(fine, t).any() for t in coarse)
     for level_times, level_labels in zip(times, labels):
         assert len(level_labels) == len(level_times) - 1
+
+
+def test_unknown_ssm_setting_is_an_error_with_a_suggestion():
+    from msaf_learned_ssm import msaf_plugin
+    from msaf_learned_ssm.errors import ConfigError
+
+    msaf_plugin.check_config(dict(msaf_plugin.config, other_algo_key=1))  # not ours: fine
+    with pytest.raises(ConfigError, match="did you mean 'ssm_peak_min_distance_sec'"):
+        msaf_plugin.check_config(dict(msaf_plugin.config, ssm_peak_distance_sec=7.0))
+
+
+def test_plugin_settings_come_from_the_dataclasses_and_the_model():
+    import dataclasses
+
+    from msaf_learned_ssm import msaf_plugin
+    from msaf_learned_ssm.config import FINE_LEVEL_PEAKS, PeakConfig
+
+    keys = {f"ssm_peak_{f.name}" for f in dataclasses.fields(PeakConfig)}
+    assert keys <= set(msaf_plugin.config)
+    assert all(msaf_plugin.config[k] is None for k in keys)  # None: the model's own
+    model_peaks = PeakConfig(8.0, 5.0, 1.2)
+    assert msaf_plugin.peak_config(msaf_plugin.config, model_peaks) == model_peaks
+    changed = dict(msaf_plugin.config, ssm_peak_threshold=1.5)
+    assert msaf_plugin.peak_config(changed, model_peaks) == PeakConfig(8.0, 5.0, 1.5)
+    fine = msaf_plugin.fine_peak_config(msaf_plugin.config, model_peaks)
+    assert fine == PeakConfig(8.0, FINE_LEVEL_PEAKS.min_distance_sec, FINE_LEVEL_PEAKS.threshold)
