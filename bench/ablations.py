@@ -46,8 +46,10 @@ def main(argv=None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     available = {p.stem for p in (args.corpus / "references").glob("*.jams")}
     splits = ROOT / "training" / "splits"
-    train_ids = [i for i in (splits / "train.txt").read_text().split() if i in available]
-    val_ids = [i for i in (splits / "val.txt").read_text().split() if i in available]
+    from msaf_learned_ssm_training.corpus import read_id_list
+
+    train_ids = [i for i in read_id_list(splits / "train.txt") if i in available]
+    val_ids = [i for i in read_id_list(splits / "val.txt") if i in available]
     if args.train_limit:
         train_ids = train_ids[:args.train_limit]
     (args.work / "train_ids.txt").write_text("\n".join(train_ids) + "\n")
@@ -64,6 +66,8 @@ def main(argv=None) -> int:
                "--cache-dir", str(ROOT / "cache" / "pop909"), *flags]
         if out.with_suffix(".state.pt").is_file():
             cmd.append("--resume")  # a killed ablation run continues where it stopped
+        elif out.exists():
+            cmd.append("--overwrite")
         start = time.perf_counter()
         subprocess.run(cmd, check=True)
         log = [json.loads(line) for line in out.with_suffix(".log.jsonl").read_text().splitlines()]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from pathlib import Path
 from typing import Optional
+
+from pathlib import Path
 
 import click
 import numpy as np
@@ -95,10 +96,20 @@ Outputs (checked for every file before any work):
               help="Novelty / local-mean ratio threshold. Default: the model's own.")
 @click.option("--overwrite", is_flag=True, help="Replace existing CSV and PNG outputs.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
+@click.option("--scheduler", default=None,
+              help="Run one task per file on a Dask cluster: its scheduler address "
+                   "(tcp://host:8786), or 'local' for a LocalCluster of this machine. Needs "
+                   "-o FOLDER; a rerun skips files already done with the same model and "
+                   "settings. Needs the [dask] extra.")
 def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mean_half_sec,
-            peak_distance_sec, peak_threshold, overwrite, fail_fast) -> None:
+            peak_distance_sec, peak_threshold, overwrite, fail_fast, scheduler) -> None:
     from .inference import Analyzer
     from .output_plan import plan_outputs
+
+    if scheduler is not None:
+        _segment_on_dask(audio, scheduler, model, device, output, fmt, labels,
+                         (peak_mean_half_sec, peak_distance_sec, peak_threshold), overwrite)
+        return
 
     if reference is not None and len(audio) > 1:
         raise click.UsageError("--reference works with one audio file")
@@ -130,40 +141,55 @@ def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mea
         sys.exit(1)
 
 
+def _segment_on_dask(audio, scheduler: str, model, device, output, fmt, labels, peak_values,
+                     overwrite) -> None:
+    """``segment --scheduler``: :func:`~msaf_learned_ssm.collection.segment_collection`."""
+    from .checkpoint import read_checkpoint
+    from .config import PeakConfig
+    from .model_files import resolve_model
+
+    if output is None or Path(output).suffix:
+        raise click.UsageError("--scheduler needs -o FOLDER")
+    try:
+        from distributed import Client
+
+        from .collection import segment_collection
+    except ImportError:
+        raise click.ClickException("--scheduler needs Dask: pip install "
+                                   "'msaf-learned-ssm[dask]'") from None
+    try:
+        meta = read_checkpoint(resolve_model(model))
+        own = PeakConfig(**meta["peaks"]) if isinstance(meta.get("peaks"), dict) else PeakConfig()
+        names = ("mean_half_sec", "min_distance_sec", "threshold")
+        peaks = own.updated(**dict(zip(names, peak_values)))
+        client = None if scheduler == "local" else Client(scheduler)
+        report = segment_collection(audio, output, client=client, model=model, fmt=fmt,
+                                    peaks=peaks, labels=labels, device=device,
+                                    overwrite=overwrite)
+    except LearnedSSMError as exc:
+        _fail(str(exc))
+        sys.exit(2)
+    for path, reason in report.failed.items():
+        _fail(reason if path in reason else f"{path}: {reason}")
+    click.echo(f"segmented {len(report.done)}, skipped {len(report.skipped)} (already done), "
+               f"failed {len(report.failed)} of {len(audio)} files", err=True)
+    if report.failed:
+        sys.exit(1)
+
+
 def _segment_one(path: str, result, analyzer, plan, reference: Optional[np.ndarray],
                  labels: bool, overwrite: bool) -> bool:
-    """Print and write the result of one file; False (after one ``error:`` line) if it failed.
+    """Print and write the result of one file; False (after one ``error:`` line) if it failed."""
+    from .result_files import write_results
 
-    A failed file leaves no output of this run behind: everything is rendered in memory
-    first, and if the second write fails the first is undone.
-    """
-    from .labels import label_segments
-
-    written: list = []
     try:
         if isinstance(result, Exception):
             raise result
-        seg_labels = (label_segments(result.embeddings, result.patch_times,
-                                     result.boundaries) if labels else None)
-        png = None
-        if plan.plot is not None:
-            from .plotting import render_analysis_png
-
-            png = render_analysis_png(result, reference)
-        if plan.data is not None:
-            written.append(_backup(plan.data))
-            _write_output(plan.data, result, seg_labels, analyzer, overwrite)
-        if png is not None:
-            from .fileio import atomic_open
-
-            written.append(_backup(plan.plot))
-            with atomic_open(plan.plot, "wb", overwrite=overwrite) as handle:
-                handle.write(png)
+        write_results(plan, result, analyzer.identity, analyzer.peaks, labels, reference,
+                      overwrite)
         click.echo(f"{path}\t" + " ".join(f"{b:.3f}" for b in result.boundaries))
         return True
     except (LearnedSSMError, OSError) as exc:
-        for target, previous in reversed(written):
-            _restore(target, previous)
         # OSError: an output could not be written (permissions, full disk, a file where a
         # folder is expected); the batch goes on like for a bad input.
         message = str(exc) if isinstance(exc, LearnedSSMError) else \
@@ -174,47 +200,11 @@ def _segment_one(path: str, result, analyzer, plan, reference: Optional[np.ndarr
         return False
 
 
-def _backup(path: Path) -> tuple[Path, Optional[bytes]]:
-    """(path, its current bytes or None if absent): what :func:`_restore` puts back."""
-    return path, (path.read_bytes() if path.is_file() else None)
-
-
-def _restore(path: Path, previous: Optional[bytes]) -> None:
-    from .fileio import atomic_open
-
-    try:
-        if previous is None:
-            path.unlink(missing_ok=True)
-        elif path.read_bytes() != previous:
-            with atomic_open(path, "wb") as handle:
-                handle.write(previous)
-    except OSError:
-        pass  # the error that made us undo is reported; nothing more can be done here
-
-
 def _reference_boundaries(path: str) -> np.ndarray:
     from msaf_learned_ssm_jams.segments import read_segments
 
     intervals, _ = read_segments(path)
     return np.unique(intervals.ravel())
-
-
-def _write_output(out_path: Path, result, seg_labels, analyzer, overwrite: bool) -> None:
-    from .fileio import atomic_open, segments_csv
-
-    if out_path.suffix.lower() == ".csv":
-        with atomic_open(out_path, "w", overwrite=overwrite) as handle:
-            handle.write(segments_csv(result.boundaries, seg_labels))
-        return
-    from msaf_learned_ssm_jams.io import write_estimation_jams
-
-    # The model's name and file hash key the annotation: two models written into one file
-    # give two annotations, each saying which model made it.
-    config = {"ssm_model": analyzer.identity["name"],
-              "ssm_model_sha256": analyzer.identity["sha256"],
-              **{f"ssm_peak_{k}": v for k, v in analyzer.peaks.to_dict().items()}}
-    write_estimation_jams(out_path, result.boundaries, labels=seg_labels,
-                          duration=result.duration, algo_id="learned_ssm", config=config)
 
 
 if __name__ == "__main__":  # pragma: no cover

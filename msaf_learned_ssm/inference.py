@@ -8,6 +8,8 @@ while the current one is computed.
 from __future__ import annotations
 
 import copy
+import os
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -297,3 +299,21 @@ class Analyzer:
                 except LearnedSSMError as exc:
                     yield path, exc
                 futures[i] = None  # free the patches of finished files
+
+
+_SHARED_LOCK = threading.Lock()
+_SHARED: dict = {}
+
+
+def shared_analyzer(model: Union[str, os.PathLike, None] = "default",
+                    device: Union[str, torch.device] = "auto") -> Analyzer:
+    """An :class:`Analyzer` for (model, device) loaded once per process and then reused.
+
+    For workers that segment many files one call at a time (MSAF's batch workers, Dask
+    workers): the model is loaded once, not per file.
+    """
+    key = (str(model if model is not None else "default"), str(device))
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = Analyzer(model, device)
+        return _SHARED[key]

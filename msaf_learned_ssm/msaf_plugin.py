@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import threading
 from typing import Any
 
 import numpy as np
@@ -96,22 +95,11 @@ def check_config(cfg: dict) -> None:
                           f"{', '.join(sorted(config))}")
 
 
-_LOCK = threading.Lock()
-_ANALYZERS: dict[tuple[str, str], Any] = {}
-
-
 def get_analyzer(model: str = "default", device: str = "auto"):
-    """A cached :class:`~msaf_learned_ssm.inference.Analyzer` for (model, device).
+    """The process's shared :class:`~msaf_learned_ssm.inference.Analyzer` for (model, device)."""
+    from .inference import shared_analyzer
 
-    Loaded once per process, so batch runs pay the model loading once.
-    """
-    from .inference import Analyzer
-
-    key = (str(model), str(device))
-    with _LOCK:
-        if key not in _ANALYZERS:
-            _ANALYZERS[key] = Analyzer(model, device)
-        return _ANALYZERS[key]
+    return shared_analyzer(model, device)
 
 
 def times_to_frame_indices(times: np.ndarray, frame_times: np.ndarray) -> np.ndarray:

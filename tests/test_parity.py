@@ -64,3 +64,28 @@ def test_analyzer_path_reproduces_author_outputs(shared_data, name):
     result = analyzer.analyze(shared_data / "reference_audio" / f"{name}.flac")
     assert np.abs(result.novelty - ref["novelty"]).max() < 1e-4
     np.testing.assert_array_equal(result.peaks, ref["boundary_frames"])
+
+
+@pytest.mark.parametrize("checkpoint", CHECKPOINTS)
+def test_named_author_models_are_the_published_weights(shared_data, checkpoint):
+    """``author-nbatt1`` / ``author-nbatt3`` shipped in the package hold exactly the published
+    weights, so the parity above holds for the named models too."""
+    from msaf_learned_ssm.model_files import resolve_model
+
+    published, _ = load_model(shared_data / "ssmnet_reference" / f"ssmnet_{checkpoint}_state_dict.pt")
+    named, meta = load_model(resolve_model(f"author-{checkpoint}"))
+    assert named.config == published.config
+    for key, value in published.state_dict().items():
+        assert torch.equal(value, named.state_dict()[key]), key
+    assert meta["peaks"] == PeakConfig().to_dict() and "LGPL-3.0" in meta["license"]
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_named_model_by_name_reproduces_author_outputs(shared_data, name):
+    from msaf_learned_ssm import Analyzer
+
+    ref = np.load(shared_data / "ssmnet_reference" / "outputs" / f"{name}__nbatt3.npz")
+    result = Analyzer("author-nbatt3", "cpu").analyze(
+        shared_data / "reference_audio" / f"{name}.flac")
+    assert np.abs(result.novelty - ref["novelty"]).max() < 1e-4
+    np.testing.assert_array_equal(result.peaks, ref["boundary_frames"])

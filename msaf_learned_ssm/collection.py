@@ -1,0 +1,203 @@
+"""Segmenting a whole collection on a Dask cluster (``dask.distributed``).
+
+One task per file; each worker process loads the model once
+(:func:`~msaf_learned_ssm.inference.shared_analyzer`) and gives torch, BLAS and OpenMP its share
+of the host's cores (cores / (worker processes on the host x task threads per worker)), so
+that workers do not oversubscribe the CPU.  Outputs are written atomically by the worker
+(:mod:`msaf_learned_ssm.result_files`).  The client keeps a manifest (``.learned_ssm_manifest.jsonl``
+in the output folder, one JSON line per finished file: output, model name and hash,
+settings); a rerun skips outputs the manifest says were made with the same model file and
+settings, so an interrupted run resumes.  A file that fails is reported and the run goes on.
+
+Pointing it at a real cluster is one change: ``Client("tcp://scheduler:8786")`` instead of a
+``LocalCluster`` (or ``msaf-learned-ssm segment ... --scheduler tcp://scheduler:8786``).
+Workers must see the input files, the output folder and the model file at the same paths.
+Needs the ``[dask]`` extra.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from msaf_learned_ssm_jams.fileio import PathLike
+
+from .config import PeakConfig
+from .output_plan import plan_outputs
+
+__all__ = ["CollectionReport", "segment_collection", "MANIFEST_NAME"]
+
+#: File in the output folder listing the finished outputs (JSON lines).
+MANIFEST_NAME = ".learned_ssm_manifest.jsonl"
+
+
+@dataclass
+class CollectionReport:
+    """What :func:`segment_collection` did: paths done, skipped (already done with the same
+    model and settings), and failed (path -> one-line reason)."""
+
+    done: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    failed: dict = field(default_factory=dict)
+
+
+def _model_settings(model: Optional[str], peaks: Optional[PeakConfig]) -> dict:
+    """Model name, file hash and the peak settings that will be used (without loading it)."""
+    from .checkpoint import read_checkpoint
+    from .model_files import file_sha256, model_name, resolve_model
+
+    path = resolve_model(model)
+    meta = read_checkpoint(path)
+    own = PeakConfig(**meta["peaks"]) if isinstance(meta.get("peaks"), dict) else PeakConfig()
+    return {"model": str(path), "name": model_name(path), "sha256": file_sha256(path),
+            "peaks": (peaks or own).to_dict()}
+
+
+def _read_manifest(path: Path) -> dict:
+    done = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+                done[entry["output"]] = entry
+            except (ValueError, KeyError, TypeError):
+                continue  # a line torn by a kill: that file is simply redone
+    return done
+
+
+def _worker_threads(hosts: dict) -> int:
+    """This worker's share of its host's cores."""
+    from distributed import get_worker
+
+    from .parallel import default_threads
+
+    worker = get_worker()
+    host = worker.address.rsplit(":", 1)[0]
+    slots = max(1, hosts.get(host, 1)) * max(1, worker.state.nthreads)
+    return max(1, default_threads() // slots)
+
+
+def _segment_task(path: str, data: str, settings: dict, device: str, labels: bool,
+                  overwrite: bool, hosts: dict) -> tuple[str, str, str]:
+    """Run on a worker: segment one file and write its output; (path, status, reason)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from .errors import LearnedSSMError
+    from .inference import shared_analyzer
+    from .output_plan import OutputPlan
+    from .result_files import write_results
+
+    threads = _worker_threads(hosts)
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(threads):
+            analyzer = shared_analyzer(settings["model"], device)
+            peaks = PeakConfig(**settings["peaks"])
+            result = analyzer.analyze(path, peaks=peaks)
+            write_results(OutputPlan(Path(data), None), result, analyzer.identity, peaks,
+                          labels, None, overwrite)
+        return path, "done", ""
+    except (LearnedSSMError, OSError) as exc:
+        return path, "failed", str(exc) if path in str(exc) else f"{path}: {exc}"
+
+
+def segment_collection(paths: Sequence[PathLike], out_dir: PathLike, *, client: Any = None,
+                       model: Optional[str] = "default", fmt: str = "jams",
+                       peaks: Optional[PeakConfig] = None, labels: bool = True,
+                       device: str = "auto", overwrite: bool = False,
+                       progress: bool = True) -> CollectionReport:
+    """Segment many files on a Dask cluster, one task per file, writing ``out_dir/<stem>.<fmt>``.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        Audio files (visible to the workers at these paths).
+    out_dir : path-like
+        Output folder (made if needed).
+    client : distributed.Client, optional
+        The cluster to use; default a ``LocalCluster`` of one single-threaded worker per
+        core, closed at the end.
+    model : str, optional
+        A shipped model's name or a model file.
+    fmt : {"jams", "csv"}
+    peaks : PeakConfig, optional
+        Peak picking; default the model file's own.
+    labels : bool
+    device : str
+        Device on the workers (``"auto"``: CUDA when the worker has it).
+    overwrite : bool
+        Replace existing CSV outputs made with other settings (JAMS are updated, never
+        replaced).
+    progress : bool
+        A tqdm bar as files finish.
+
+    Returns
+    -------
+    CollectionReport
+
+    Raises
+    ------
+    OutputError
+        Two inputs would write the same output (checked before any task is sent).
+    CheckpointError
+        The model file is missing or unusable.
+    """
+    from distributed import Client, LocalCluster, as_completed
+    from tqdm.auto import tqdm
+
+    paths = [str(p) for p in paths]
+    out_dir = Path(out_dir)
+    plans = plan_outputs(paths, str(out_dir), fmt, None, overwrite=True)
+    settings = _model_settings(model, peaks)
+    manifest = out_dir / MANIFEST_NAME
+    finished = _read_manifest(manifest)
+    key = {k: settings[k] for k in ("sha256", "peaks")} | {"labels": labels}
+    report, todo = CollectionReport(), []
+    for path, plan in zip(paths, plans):
+        entry = finished.get(str(plan.data))
+        if plan.data.exists() and entry and {k: entry.get(k) for k in key} == key:
+            report.skipped.append(path)
+        else:
+            if plan.data.suffix == ".csv" and plan.data.exists() and not overwrite:
+                report.failed[path] = f"{plan.data} exists (other settings): pass overwrite"
+                continue
+            todo.append((path, str(plan.data)))
+    own_cluster = client is None
+    if own_cluster:
+        client = Client(LocalCluster(threads_per_worker=1, processes=True))
+    try:
+        workers = client.scheduler_info()["workers"]
+        hosts: dict = {}
+        for address in workers:
+            host = address.rsplit(":", 1)[0]
+            hosts[host] = hosts.get(host, 0) + 1
+        futures = [client.submit(_segment_task, path, data, settings, device, labels,
+                                 overwrite, hosts, key=f"learned_ssm-{i}-{Path(path).name}",
+                                 pure=False)
+                   for i, (path, data) in enumerate(todo)]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        outputs = dict(todo)
+        bar = tqdm(total=len(futures), desc="segment", unit="file", disable=not progress)
+        # One writer (this client) appends a line per finished file; a line torn by a kill
+        # is ignored on reading, and that file is redone.
+        with open(manifest, "a", encoding="utf-8") as log:
+            for future in as_completed(futures):
+                path, status, reason = future.result()
+                bar.update()
+                if status == "done":
+                    report.done.append(path)
+                    log.write(json.dumps({"output": outputs[path], "input": path,
+                                          "name": settings["name"], **key}) + "\n")
+                    log.flush()
+                else:
+                    report.failed[path] = reason
+        bar.close()
+    finally:
+        if own_cluster:
+            cluster = client.cluster
+            client.close()
+            cluster.close()
+    return report
