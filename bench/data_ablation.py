@@ -71,11 +71,12 @@ def score_sargon(model_path: str) -> dict:
 def training_facts(model_path: str) -> str:
     """'epochs run (best) / hours' from the model file and the log beside it."""
     from msaf_learned_ssm.checkpoint import read_checkpoint
+    from msaf_learned_ssm.model_files import resolve_model
 
-    data = read_checkpoint(model_path)
+    path = resolve_model(model_path)
+    data = read_checkpoint(path)
     if "epoch" not in data:
-        return "published checkpoint"
-    path = Path(model_path)
+        return "published checkpoint (Harmonix, Isophonics)"
     stem = path.name[:-3] if path.name.endswith(".pt") else path.name
     log = path.with_name(stem + ".log.jsonl")
     if not log.is_file():
@@ -125,9 +126,38 @@ def main(argv=None) -> int:
         lines.append(f"| {label} | `{model}` | {piano['HR0.5F']:.3f} / {piano['HR3F']:.3f} | "
                      f"{band['HR0.5F']:.3f} / {band['HR3F']:.3f} | "
                      f"{sargon['HR0.5F']:.3f} / {sargon['HR3F']:.3f} | {facts} |")
+    lines.append(f"\n![HR0.5F and HR3F per training data and evaluation set]({args.out.stem}.png)")
     atomic_write_text(args.out, "\n".join(lines) + "\n")
+    plot(rows, args.out.with_suffix(".png"))
     print(f"wrote {args.out}")
     return 0
+
+
+def plot(rows: list, out: Path) -> None:
+    """Grouped bars: HR0.5F (solid) and HR3F (light) per model, for each evaluation set."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from msaf_learned_ssm.fileio import atomic_open
+
+    sets = [("piano val", 2), ("band val", 3), ("Sargon", 4)]
+    fig = Figure(figsize=(9, 3.6))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(sets), sharey=True)
+    width = 0.8 / len(rows)
+    for ax, (title, col) in zip(axes, sets):
+        for i, row in enumerate(rows):
+            scores = row[col]
+            x = np.array([0, 1]) + (i - (len(rows) - 1) / 2) * width
+            ax.bar(x, [scores["HR0.5F"], scores["HR3F"]], width, color=f"C{i}",
+                   label=row[0] if col == 2 else None)
+        ax.set_xticks([0, 1], ["HR0.5F", "HR3F"])
+        ax.set_title(title)
+        ax.set_ylim(0, 1)
+    axes[0].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    with atomic_open(out, "wb") as handle:
+        fig.savefig(handle, dpi=100, format="png")
 
 
 if __name__ == "__main__":

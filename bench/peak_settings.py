@@ -7,8 +7,8 @@ never selects anything.
 
 Usage::
 
-    python bench/peak_settings.py runs/band_aug/model.pt --corpus corpora/pop909_band \\
-        --write msaf_learned_ssm/models/default.pt
+    python bench/peak_settings.py runs/band_aug/model.pt \\
+        --corpus corpora/pop909_band corpora/pop909_piano --write msaf_learned_ssm/models/default.pt
 
 ``--write`` saves a copy of the model whose ``peaks`` are the best settings (the model
 file then carries them: ``Analyzer``, ``segment`` and the MSAF plugin use them unless told
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GRID = {
     "mean_half_sec": (6.0, 8.0, 10.0, 12.0),
     "min_distance_sec": (4.0, 5.0, 6.0, 7.0, 8.0),
-    "threshold": (1.1, 1.15, 1.2, 1.25, 1.3, 1.35, 1.4, 1.5),
+    "threshold": (1.1, 1.2, 1.25, 1.3, 1.35, 1.4, 1.5, 1.6, 1.7, 1.8, 2.0),
 }
 
 
@@ -74,14 +74,19 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model")
-    parser.add_argument("--corpus", type=Path, default=ROOT / "corpora" / "pop909_band")
+    parser.add_argument("--corpus", type=Path, nargs="+",
+                        default=[ROOT / "corpora" / "pop909_band", ROOT / "corpora" / "pop909_piano"],
+                        help="Validation corpora, pooled (default: both kinds of POP909 renders, "
+                             "so that settings do not fit the drums' strong cues alone).")
     parser.add_argument("--ids", type=Path, default=ROOT / "training" / "splits" / "val.txt")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "cache" / "band")
     parser.add_argument("--write", type=Path, default=None,
                         help="Save a copy of the model with the best settings here.")
     args = parser.parse_args(argv)
-    analyzer, curves = novelty_curves(args.model, args.corpus, read_id_list(args.ids),
-                                      args.cache_dir)
+    curves = []
+    for corpus in args.corpus:
+        analyzer, more = novelty_curves(args.model, corpus, read_id_list(args.ids), args.cache_dir)
+        curves += more
     hop = analyzer.config.patch_hop_sec
     rows = []
     for values in itertools.product(*GRID.values()):
@@ -90,7 +95,8 @@ def main(argv=None) -> int:
         rows.append((0.5 * (f05 + f3), f05, f3, peaks))
     rows.sort(key=lambda r: -r[0])
     own = score(curves, hop, analyzer.peaks)
-    print(f"{len(curves)} validation songs of {args.corpus}; the model's current settings "
+    names = " + ".join(c.name for c in args.corpus)
+    print(f"{len(curves)} validation tracks of {names}; the model's current settings "
           f"{analyzer.peaks.to_dict()}: HR0.5F {own[0]:.3f} HR3F {own[1]:.3f}\n")
     print("| mean half (s) | min distance (s) | threshold | HR0.5F | HR3F |\n|---|---|---|---|---|")
     for _, f05, f3, p in rows[:10]:
@@ -99,9 +105,8 @@ def main(argv=None) -> int:
     if args.write is not None:
         data = read_checkpoint(args.model)
         data["peaks"] = rows[0][3].to_dict()
-        data["peaks_selected_on"] = (f"{len(curves)} songs of {args.ids.name} in "
-                                     f"{args.corpus.name}: HR0.5F {rows[0][1]:.3f}, HR3F "
-                                     f"{rows[0][2]:.3f}")
+        data["peaks_selected_on"] = (f"{len(curves)} tracks of {args.ids.name} in {names}: "
+                                     f"HR0.5F {rows[0][1]:.3f}, HR3F {rows[0][2]:.3f}")
         atomic_torch_save(data, args.write)
         print(f"\nwrote {args.write} with peaks {data['peaks']}")
     return 0

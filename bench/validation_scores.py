@@ -1,5 +1,5 @@
 """Validation hit rates of model files, with the trainer's own evaluation (mir_eval,
-trimmed, default peak picking) on a list of songs: compares the shipped model with the
+trimmed, each model's own peak picking) on a list of songs: compares the shipped model with the
 author's published checkpoints on the songs used for model selection.
 
 Usage::
@@ -20,8 +20,7 @@ sys.path.insert(0, str(ROOT))
 def main(argv=None) -> int:
     import torch
 
-    from msaf_learned_ssm.checkpoint import load_model
-    from msaf_learned_ssm.config import PeakConfig
+    from msaf_learned_ssm.inference import Analyzer
     from msaf_learned_ssm_training.corpus import FeatureCache, find_tracks, read_id_list
     from msaf_learned_ssm_training.trainer import TrainConfig, evaluate, load_example
 
@@ -37,10 +36,10 @@ def main(argv=None) -> int:
     tracks = find_tracks(args.corpus, read_id_list(args.ids), allow_missing=True)
     print(f"| model | HR0.5F | HR3F ({len(tracks)} songs) |\n|---|---|---|")
     for name in args.models:
-        model, _ = load_model(name)
-        cache = FeatureCache(args.cache_dir, model.config)
+        analyzer = Analyzer(name, "cpu")  # a shipped name or a file; its own peak settings
+        cache = FeatureCache(args.cache_dir, analyzer.config)
         examples = [load_example(t, cache, TrainConfig()) for t in tracks]
-        s = evaluate(model, examples, PeakConfig(), torch.device("cpu"))
+        s = evaluate(analyzer.model, examples, analyzer.peaks, torch.device("cpu"))
         print(f"| {Path(name).name} | {s['HR0.5F']:.3f} | {s['HR3F']:.3f} |")
     return 0
 
