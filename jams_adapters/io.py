@@ -240,7 +240,8 @@ def write_estimation_jams(
 
     from filelock import FileLock
 
-    # Read-modify-write under a lock (a hidden file beside the estimation): two processes
+    # Read-modify-write under a lock (a hidden file .NAME.lock, kept beside the estimation
+    # file: removing it could race with another writer): two processes
     # writing the same estimation file (MSAF batch workers, two CLI runs) must not lose
     # each other's annotations.
     path.parent.mkdir(parents=True, exist_ok=True)

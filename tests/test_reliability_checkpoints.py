@@ -56,7 +56,7 @@ def test_truncated(tmp_path, tiny, keep):
 def test_not_a_checkpoint(tmp_path):
     text = tmp_path / "readme.pt"
     text.write_text("hello, this is text")  # torch.load raises KeyError on it
-    assert "corrupt, truncated or not a checkpoint" in _load_error(text)
+    assert "not a PyTorch checkpoint file" in _load_error(text)
     torch.save([1, 2, 3], tmp_path / "list.pt")
     assert "expected a dictionary" in _load_error(tmp_path / "list.pt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")

@@ -55,12 +55,13 @@ def test_cli_output_written_atomically(tmp_path, monkeypatch, model_path, song, 
     before = out.read_bytes()
     _failing_replace(monkeypatch)
     # The JAMS is an update of an existing estimation file (os.replace); a CSV is rewritten.
-    second = _segment(song, "--model", model_path, "-o", out, "--no-labels")
+    second = _segment(song, "--model", model_path, "-o", out, "--no-labels", "--overwrite")
     assert second.exit_code == 1
     errors = [line for line in second.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(song) in errors[0] and "No space left" in errors[0]
     assert out.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no temporary file left
+    # No temporary file left (an estimation JAMS keeps its hidden lock file beside it).
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != f".{name}.lock") == [name]
 
 
 def test_checkpoint_written_atomically(tmp_path, monkeypatch):
@@ -95,10 +96,13 @@ def test_cli_refuses_to_write_into_references(tmp_path, model_path, song, target
 
 
 def test_cli_creates_output_folder(tmp_path, model_path, song):
-    result = _segment(song, song, "--model", model_path, "-o", tmp_path / "new" / "dir",
+    other = tmp_path / "other.wav"
+    other.write_bytes(song.read_bytes())
+    result = _segment(song, other, "--model", model_path, "-o", tmp_path / "new" / "dir",
                       "--format", "csv")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "new" / "dir" / "song.csv").is_file()
+    assert (tmp_path / "new" / "dir" / "other.csv").is_file()
 
 
 # ------------------------------------------------------------------ feature cache
