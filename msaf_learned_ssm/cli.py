@@ -144,24 +144,18 @@ def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mea
 def _segment_on_dask(audio, scheduler: str, model, device, output, fmt, labels, peak_values,
                      overwrite) -> None:
     """``segment --scheduler``: :func:`~msaf_learned_ssm.collection.segment_collection`."""
-    from .checkpoint import read_checkpoint
-    from .config import PeakConfig
-    from .model_files import resolve_model
-
     if output is None or Path(output).suffix:
         raise click.UsageError("--scheduler needs -o FOLDER")
     try:
         from distributed import Client
 
-        from .collection import segment_collection
+        from .collection import model_peaks, segment_collection
     except ImportError:
         raise click.ClickException("--scheduler needs Dask: pip install "
                                    "'msaf-learned-ssm[dask]'") from None
     try:
-        meta = read_checkpoint(resolve_model(model))
-        own = PeakConfig(**meta["peaks"]) if isinstance(meta.get("peaks"), dict) else PeakConfig()
         names = ("mean_half_sec", "min_distance_sec", "threshold")
-        peaks = own.updated(**dict(zip(names, peak_values)))
+        peaks = model_peaks(model).updated(**dict(zip(names, peak_values)))
         client = None if scheduler == "local" else Client(scheduler)
         report = segment_collection(audio, output, client=client, model=model, fmt=fmt,
                                     peaks=peaks, labels=labels, device=device,

@@ -43,16 +43,23 @@ class CollectionReport:
     failed: dict = field(default_factory=dict)
 
 
+def model_peaks(model: Optional[str]) -> PeakConfig:
+    """The peak settings a model file carries (the author's defaults if it has none),
+    read without building the model."""
+    from .checkpoint import read_checkpoint
+    from .model_files import resolve_model
+
+    meta = read_checkpoint(resolve_model(model))
+    return PeakConfig(**meta["peaks"]) if isinstance(meta.get("peaks"), dict) else PeakConfig()
+
+
 def _model_settings(model: Optional[str], peaks: Optional[PeakConfig]) -> dict:
     """Model name, file hash and the peak settings that will be used (without loading it)."""
-    from .checkpoint import read_checkpoint
     from .model_files import file_sha256, model_name, resolve_model
 
     path = resolve_model(model)
-    meta = read_checkpoint(path)
-    own = PeakConfig(**meta["peaks"]) if isinstance(meta.get("peaks"), dict) else PeakConfig()
     return {"model": str(path), "name": model_name(path), "sha256": file_sha256(path),
-            "peaks": (peaks or own).to_dict()}
+            "peaks": (peaks or model_peaks(model)).to_dict()}
 
 
 def _read_manifest(path: Path) -> dict:
