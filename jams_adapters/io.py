@@ -157,7 +157,7 @@ def _label_strings(labels: Sequence[Any] | None, n: int, path: Path) -> list[str
 
 def _same_estimation(ann: jams.Annotation, sandbox: dict) -> bool:
     """Whether ``ann`` is an earlier run of the same algorithm with the same parameters."""
-    if ann.namespace != "segment_open":
+    if ann.namespace not in ("segment_open", "beat"):
         return False
     old = dict(vars(ann.sandbox))
     keys = set(sandbox) - {"timestamp"}
@@ -173,6 +173,7 @@ def write_estimation_jams(
     algo_id: str = "learned_ssm",
     config: dict | None = None,
     labels_id: str | None = None,
+    beats: tuple[Any, Any] | None = None,
 ) -> Path:
     """Write (or update) an MSAF estimation file, atomically.
 
@@ -201,6 +202,10 @@ def write_estimation_jams(
         The algorithm's parameters (JSON-serialisable), stored flat in the sandbox.
     labels_id : str or None
         Label algorithm identifier.
+    beats : (times, positions) or None
+        The beats the algorithm estimated: times (s) and positions in the bar (1 =
+        downbeat), written as a ``beat`` annotation with the same sandbox (replaced with
+        the segments on a rerun).
 
     Returns
     -------
@@ -246,11 +251,11 @@ def write_estimation_jams(
     # each other's annotations.
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path.with_name(f".{path.name}.lock"))):
-        return _update_estimation(path, intervals, label_strs, duration, sandbox)
+        return _update_estimation(path, intervals, label_strs, duration, sandbox, beats)
 
 
 def _update_estimation(path: Path, intervals: np.ndarray, label_strs: list, duration: float,
-                       sandbox: dict) -> Path:
+                       sandbox: dict, beats: tuple[Any, Any] | None = None) -> Path:
     """Add the annotation to the estimation file at ``path`` (the caller holds its lock)."""
     if path.exists():
         try:
@@ -282,4 +287,13 @@ def _update_estimation(path: Path, intervals: np.ndarray, label_strs: list, dura
     ann.annotation_metadata.version = _msaf_version()
     ann.annotation_metadata.data_source = "MSAF"
     ann.annotation_metadata.annotation_tools = "msaf-learned-ssm"
+    if beats is not None:
+        from .beats import beats_to_annotation
+
+        beat_ann = beats_to_annotation(beats[0], beats[1], duration,
+                                       annotator=sandbox["boundaries_id"], sandbox=sandbox)
+        beat_ann.annotation_metadata.version = _msaf_version()
+        beat_ann.annotation_metadata.data_source = "MSAF"
+        beat_ann.annotation_metadata.annotation_tools = "msaf-learned-ssm"
+        jam.annotations.append(beat_ann)
     return save_jams_atomic(jam, path, overwrite=overwrite)

@@ -519,7 +519,7 @@ def pop909_song_to_jams(
     -------
     jams.JAMS
         Two ``segment_open`` annotations, annotators ``human_label1`` and
-        ``human_label2``; labels are the phrase letters; each sandbox holds the label
+        ``human_label2``, and a ``beat`` annotation (:func:`pop909_beats`); labels are the phrase letters; each sandbox holds the label
         string, the origin beat, how it was found (``origin_method``) and the bar length
         in beats. ``file_metadata.duration``: see the module docstring.
 
@@ -553,7 +553,42 @@ def pop909_song_to_jams(
             },
         )
         jam.annotations[-1].annotation_metadata.corpus = "POP909 (Dai et al. 2020 structure)"
+    times, positions = _beats_and_positions(grid, jam.file_metadata.duration)
+    beat = jams.Annotation(namespace="beat", time=0, duration=grid["duration"])
+    for t, position in zip(times, positions):
+        beat.append(time=float(t), duration=0.0, value=int(position), confidence=1.0)
+    beat.annotation_metadata = jams.AnnotationMetadata(
+        annotator={"name": "beat_midi"}, corpus="POP909 (Dai et al. 2020)",
+        data_source=str(grid["paths"]["beats"]),
+        annotation_rules="beats of beat_midi.txt; value = position in the annotators' bar "
+                         "(1 = downbeat), bars counted from the labels' origin")
+    jam.annotations.append(beat)
     return jam
+
+
+def _beats_and_positions(grid: dict, duration: float) -> tuple[np.ndarray, np.ndarray]:
+    """Beat times (s) of ``beat_midi.txt`` up to ``duration`` and their bar positions
+    (1 ... beats_per_bar, 1 = downbeat) on the labels' bar grid."""
+    times = grid["times"][grid["times"] <= duration]
+    k = np.arange(len(times))
+    return times, (k - grid["origin"]) % grid["bpb"] + 1
+
+
+def pop909_beats(
+    song_id: str | int, pop909_dir: str | Path, structure_dir: str | Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """The beats of one song with their position in the bar.
+
+    Returns
+    -------
+    times : np.ndarray, shape (n_beats,)
+        Beat times (s) from ``beat_midi.txt``.
+    positions : np.ndarray of int, shape (n_beats,)
+        Position of each beat in its bar, 1 ... ``beats_per_bar`` (1 = downbeat), on the
+        bar grid the structure annotators counted (see :func:`pop909_bar_grid`).
+    """
+    grid = _song_grid(_normalise_id(song_id), Path(pop909_dir), Path(structure_dir))
+    return _beats_and_positions(grid, grid["duration"])
 
 
 def check_pop909_alignment(

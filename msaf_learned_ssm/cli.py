@@ -1,4 +1,4 @@
-"""Command line: ``msaf-learned-ssm segment | train | build-pop909``."""
+"""Command line: ``msaf-learned-ssm segment | train | train-beats | build-pop909``."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ class _LazyGroup(click.Group):
     """
 
     LAZY = {"train": "msaf_learned_ssm_training.cli:train",
+            "train-beats": "msaf_learned_ssm_training.cli:train_beats",
             "build-pop909": "msaf_learned_ssm_training.cli:build_pop909"}
 
     def list_commands(self, ctx):
@@ -94,6 +95,9 @@ Outputs (checked for every file before any work):
               help="Minimum distance between boundaries (s). Default: the model's own.")
 @click.option("--peak-threshold", type=float, default=None,
               help="Novelty / local-mean ratio threshold. Default: the model's own.")
+@click.option("--sync", type=click.Choice(["frame", "beat", "bar"]), default=None,
+              help="Where boundaries fall: novelty peaks (frame), or moved to the nearest "
+                   "estimated beat or downbeat (bar). Default: the model's own setting.")
 @click.option("--overwrite", is_flag=True, help="Replace existing CSV and PNG outputs.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
 @click.option("--scheduler", default=None,
@@ -102,13 +106,14 @@ Outputs (checked for every file before any work):
                    "-o FOLDER; a rerun skips files already done with the same model and "
                    "settings. Needs the [dask] extra.")
 def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mean_half_sec,
-            peak_distance_sec, peak_threshold, overwrite, fail_fast, scheduler) -> None:
+            peak_distance_sec, peak_threshold, sync, overwrite, fail_fast, scheduler) -> None:
     from .inference import Analyzer
     from .output_plan import plan_outputs
 
     if scheduler is not None:
         _segment_on_dask(audio, scheduler, model, device, output, fmt, labels,
-                         (peak_mean_half_sec, peak_distance_sec, peak_threshold), overwrite)
+                         (peak_mean_half_sec, peak_distance_sec, peak_threshold), sync,
+                         overwrite)
         return
 
     if reference is not None and len(audio) > 1:
@@ -116,7 +121,7 @@ def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mea
     try:
         plans = plan_outputs(audio, output, fmt, plot, overwrite)
         ref = _reference_boundaries(reference) if reference else None
-        analyzer = Analyzer(model, device)
+        analyzer = Analyzer(model, device, sync=sync)
         analyzer.peaks = analyzer.peaks.updated(mean_half_sec=peak_mean_half_sec,
                                                 min_distance_sec=peak_distance_sec,
                                                 threshold=peak_threshold)
@@ -142,7 +147,7 @@ def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mea
 
 
 def _segment_on_dask(audio, scheduler: str, model, device, output, fmt, labels, peak_values,
-                     overwrite) -> None:
+                     sync, overwrite) -> None:
     """``segment --scheduler``: :func:`~msaf_learned_ssm.collection.segment_collection`."""
     if output is None or Path(output).suffix:
         raise click.UsageError("--scheduler needs -o FOLDER")
@@ -158,7 +163,7 @@ def _segment_on_dask(audio, scheduler: str, model, device, output, fmt, labels, 
         peaks = model_peaks(model).updated(**dict(zip(names, peak_values)))
         client = None if scheduler == "local" else Client(scheduler)
         report = segment_collection(audio, output, client=client, model=model, fmt=fmt,
-                                    peaks=peaks, labels=labels, device=device,
+                                    peaks=peaks, sync=sync, labels=labels, device=device,
                                     overwrite=overwrite)
     except LearnedSSMError as exc:
         _fail(str(exc))

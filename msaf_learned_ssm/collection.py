@@ -53,13 +53,26 @@ def model_peaks(model: Optional[str]) -> PeakConfig:
     return PeakConfig(**meta["peaks"]) if isinstance(meta.get("peaks"), dict) else PeakConfig()
 
 
-def _model_settings(model: Optional[str], peaks: Optional[PeakConfig]) -> dict:
-    """Model name, file hash and the peak settings that will be used (without loading it)."""
+def model_sync(model: Optional[str]) -> str:
+    """The sync mode a model file carries (``"frame"`` if it has none)."""
+    from .checkpoint import read_checkpoint
+    from .model_files import resolve_model
+    from .sync import check_sync
+
+    return check_sync(read_checkpoint(resolve_model(model)).get("sync", "frame"))
+
+
+def _model_settings(model: Optional[str], peaks: Optional[PeakConfig],
+                    sync: Optional[str] = None) -> dict:
+    """Model name, file hash, and the peak and sync settings that will be used (without
+    loading it)."""
     from .model_files import file_sha256, model_name, resolve_model
+    from .sync import check_sync
 
     path = resolve_model(model)
     return {"model": str(path), "name": model_name(path), "sha256": file_sha256(path),
-            "peaks": (peaks or model_peaks(model)).to_dict()}
+            "peaks": (peaks or model_peaks(model)).to_dict(),
+            "sync": check_sync(sync) if sync is not None else model_sync(model)}
 
 
 def _read_manifest(path: Path) -> dict:
@@ -103,7 +116,7 @@ def _segment_task(path: str, data: str, settings: dict, device: str, labels: boo
         with threadpool_limits(threads):
             analyzer = shared_analyzer(settings["model"], device)
             peaks = PeakConfig(**settings["peaks"])
-            result = analyzer.analyze(path, peaks=peaks)
+            result = analyzer.analyze(path, peaks=peaks, sync=settings["sync"])
             write_results(OutputPlan(Path(data), None), result, analyzer.identity, peaks,
                           labels, None, overwrite)
         return path, "done", ""
@@ -113,8 +126,8 @@ def _segment_task(path: str, data: str, settings: dict, device: str, labels: boo
 
 def segment_collection(paths: Sequence[PathLike], out_dir: PathLike, *, client: Any = None,
                        model: Optional[str] = "default", fmt: str = "jams",
-                       peaks: Optional[PeakConfig] = None, labels: bool = True,
-                       device: str = "auto", overwrite: bool = False,
+                       peaks: Optional[PeakConfig] = None, sync: Optional[str] = None,
+                       labels: bool = True, device: str = "auto", overwrite: bool = False,
                        progress: bool = True) -> CollectionReport:
     """Segment many files on a Dask cluster, one task per file, writing ``out_dir/<stem>.<fmt>``.
 
@@ -132,6 +145,9 @@ def segment_collection(paths: Sequence[PathLike], out_dir: PathLike, *, client: 
     fmt : {"jams", "csv"}
     peaks : PeakConfig, optional
         Peak picking; default the model file's own.
+    sync : {"frame", "beat", "bar"}, optional
+        Boundary placement (see :class:`~msaf_learned_ssm.inference.Analyzer`); default
+        the model file's own.
     labels : bool
     device : str
         Device on the workers (``"auto"``: CUDA when the worker has it).
@@ -158,10 +174,10 @@ def segment_collection(paths: Sequence[PathLike], out_dir: PathLike, *, client: 
     paths = [str(p) for p in paths]
     out_dir = Path(out_dir)
     plans = plan_outputs(paths, str(out_dir), fmt, None, overwrite=True)
-    settings = _model_settings(model, peaks)
+    settings = _model_settings(model, peaks, sync)
     manifest = out_dir / MANIFEST_NAME
     finished = _read_manifest(manifest)
-    key = {k: settings[k] for k in ("sha256", "peaks")} | {"labels": labels}
+    key = {k: settings[k] for k in ("sha256", "peaks", "sync")} | {"labels": labels}
     report, todo = CollectionReport(), []
     for path, plan in zip(paths, plans):
         entry = finished.get(str(plan.data))

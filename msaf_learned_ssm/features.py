@@ -31,11 +31,15 @@ class Patches:
         Time of each patch's centre (s).
     duration : float
         Duration of the audio (s).
+    mel : np.ndarray, shape (n_mels, n_frames), optional
+        The standardised log-mel the patches were cut from, kept when a beat tracker will
+        read it too (:func:`compute_patches` with ``keep_mel=True``).
     """
 
     data: np.ndarray
     times: np.ndarray
     duration: float
+    mel: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return int(self.data.shape[0])
@@ -272,7 +276,11 @@ def compute_steps(y: np.ndarray, config: ModelConfig, n_threads: Optional[int] =
     step_times : np.ndarray, shape (n_steps,)
         Time of each step (s).
     """
-    mel = standardize_bands(log_mel(y, config, n_threads))
+    return steps_from_mel(standardize_bands(log_mel(y, config, n_threads)), config)
+
+
+def steps_from_mel(mel: np.ndarray, config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`compute_steps` from a standardised log-mel, shape (n_mels, n_frames)."""
     steps, step_times = average_steps(mel, config.frames_per_step, config.frame_sec)
     return steps.astype(np.float32, copy=False), step_times
 
@@ -285,8 +293,8 @@ def patches_from_steps(steps: np.ndarray, step_times: np.ndarray, duration: floa
     return Patches(data.astype(np.float32, copy=False), times, duration)
 
 
-def compute_patches(y: np.ndarray, config: ModelConfig, n_threads: Optional[int] = None
-                    ) -> Patches:
+def compute_patches(y: np.ndarray, config: ModelConfig, n_threads: Optional[int] = None,
+                    keep_mel: bool = False) -> Patches:
     """Full front-end: mono audio to standardised log-mel patches and their times.
 
     Parameters
@@ -296,14 +304,20 @@ def compute_patches(y: np.ndarray, config: ModelConfig, n_threads: Optional[int]
     config : ModelConfig
     n_threads : int > 0 or None
         Threads for the STFT (None: the cores this process may use).
+    keep_mel : bool
+        Keep the standardised log-mel in ``Patches.mel`` (for the beat tracker).
 
     Returns
     -------
     Patches
         Possibly with zero patches when the audio is shorter than one patch (~3.8 s).
     """
-    steps, step_times = compute_steps(y, config, n_threads)
-    return patches_from_steps(steps, step_times, len(y) / config.sample_rate, config)
+    mel = standardize_bands(log_mel(y, config, n_threads))
+    steps, step_times = steps_from_mel(mel, config)
+    patches = patches_from_steps(steps, step_times, len(y) / config.sample_rate, config)
+    if keep_mel:
+        patches.mel = mel.astype(np.float32, copy=False)
+    return patches
 
 
 #: Settings that change the features (the key of feature caches).

@@ -14,7 +14,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -29,6 +29,10 @@ from .model_files import file_sha256, model_name, resolve_model
 from .model import SSMNet, cosine_ssm
 from .parallel import default_threads
 from .peaks import novelty_to_boundaries
+
+if TYPE_CHECKING:  # the tracker is imported when a beat or bar mode first needs it
+    from .beats import Beats, BeatTCN, BeatTracker
+from .sync import SYNC_MODES, check_sync, sync_boundaries
 
 
 
@@ -97,6 +101,11 @@ class Analysis:
         Track duration (s).
     source : str
         The file analysed, or ``"<array>"``.
+    sync : str
+        How the boundaries were placed: ``"frame"`` (novelty peaks), ``"beat"`` or
+        ``"bar"`` (peaks moved to the nearest estimated beat / downbeat).
+    beats : Beats or None
+        The estimated beat grid (beat and bar modes), with bar positions.
     """
 
     boundaries: np.ndarray
@@ -106,6 +115,8 @@ class Analysis:
     embeddings: np.ndarray
     duration: float
     source: str = "<array>"
+    sync: str = "frame"
+    beats: Optional["Beats"] = None
 
     def ssm(self) -> np.ndarray:
         """Scaled cosine SSM of the embeddings, shape (T, T), values in [0, 1]."""
@@ -137,6 +148,12 @@ class Analyzer:
     peaks : PeakConfig, optional
         Peak-picking settings; default the model file's own (``peaks`` in the file), else
         the author's 10 / 7 / 1.35.
+    sync : {"frame", "beat", "bar"}, optional
+        Where boundaries may fall: at novelty peaks (``"frame"``), or moved to the nearest
+        beat or downbeat of the package's beat tracker (:mod:`msaf_learned_ssm.beats`).
+        Default: the model file's own (``sync`` in the file), else ``"frame"``.
+    beat_model : path-like or BeatTCN, optional
+        Beat tracker for the beat and bar modes (default: the shipped one).
 
     Attributes
     ----------
@@ -153,7 +170,8 @@ class Analyzer:
 
     def __init__(self, model: Union[PathLike, SSMNet, None] = None,
                  device: Union[str, torch.device] = "auto",
-                 peaks: Optional[PeakConfig] = None) -> None:
+                 peaks: Optional[PeakConfig] = None, sync: Optional[str] = None,
+                 beat_model: Union[PathLike, "BeatTCN", None] = None) -> None:
         self.device = resolve_device(device)
         if isinstance(model, SSMNet):
             # A copy: the CPU layout settings below must not change the caller's module.
@@ -179,10 +197,30 @@ class Analyzer:
                 raise CheckpointError(f"{self.identity['name']}: invalid peak "
                                       f"settings in the model file ({exc})") from None
         self.peaks = peaks
+        self.sync = check_sync(sync if sync is not None else self.meta.get("sync", "frame"))
+        self._beat_model = beat_model
+        self._tracker = None
+        self._tracker_lock = threading.Lock()
 
     @property
     def config(self) -> ModelConfig:
         return self.model.config
+
+    @property
+    def tracker(self) -> "BeatTracker":
+        """The beat tracker (loaded on first use), on this Analyzer's device."""
+        with self._tracker_lock:
+            if self._tracker is None:
+                from .beats import BeatTracker
+                from .features import frontend_settings
+
+                tracker = BeatTracker(self._beat_model, self.device)
+                if tracker.config.frontend != frontend_settings(self.config):
+                    raise ConfigError("the beat tracker was trained on another log-mel "
+                                      "front-end than the model's; beat and bar modes need "
+                                      "the same one")
+                self._tracker = tracker
+            return self._tracker
 
     def patches(self, path: PathLike, n_threads: Optional[int] = None) -> Patches:
         """Decode ``path`` and compute its patches (CPU work, thread-safe).
@@ -192,13 +230,14 @@ class Analyzer:
         """
         n_threads = n_threads or torch.get_num_threads()
         y = load_audio(path, self.config.sample_rate, n_threads)
-        return compute_patches(y, self.config, n_threads)
+        return compute_patches(y, self.config, n_threads, keep_mel=self.sync != "frame")
 
     @torch.inference_mode()
     def analyze_patches(self, patches: Patches, source: str = "<array>",
-                        peaks: Optional[PeakConfig] = None) -> Analysis:
-        """Segment a track from its patches (``peaks``: peak picking for this call only,
-        default ``self.peaks``).
+                        peaks: Optional[PeakConfig] = None, sync: Optional[str] = None
+                        ) -> Analysis:
+        """Segment a track from its patches (``peaks``, ``sync``: for this call only,
+        default ``self.peaks``, ``self.sync``; beat and bar modes need ``patches.mel``).
 
         Tracks shorter than the novelty kernel (``config.kernel_size`` patches, about
         21 s with the defaults), or silent, give one segment and a :class:`ShortAudioWarning`.
@@ -219,10 +258,18 @@ class Analyzer:
                                   f"non-finite novelty curve for {source}")
         found, boundaries = novelty_to_boundaries(novelty_np, patches.times, patches.duration,
                                                   self.config.patch_hop_sec, peaks or self.peaks)
+        sync = check_sync(sync or self.sync)
+        beats = None
+        if sync != "frame":
+            if patches.mel is None:
+                raise ConfigError(f"sync={sync!r} needs the log-mel: compute the patches "
+                                  "with compute_patches(..., keep_mel=True)")
+            beats = self.tracker.track_mel(patches.mel)
+            boundaries = sync_boundaries(boundaries, beats, sync)
         return Analysis(boundaries=boundaries,
                         peaks=found, patch_times=patches.times, novelty=novelty_np,
                         embeddings=embeddings.float().cpu().numpy(),
-                        duration=patches.duration, source=source)
+                        duration=patches.duration, source=source, sync=sync, beats=beats)
 
     def analyze_audio(self, y: np.ndarray, sample_rate: Optional[int] = None) -> Analysis:
         """Segment a mono signal (resampled when ``sample_rate`` differs from the model's)."""
@@ -236,11 +283,13 @@ class Analyzer:
         if sr != self.config.sample_rate:
             import librosa
             y = librosa.resample(y, orig_sr=sr, target_sr=self.config.sample_rate)
-        return self.analyze_patches(compute_patches(y, self.config, torch.get_num_threads()))
+        return self.analyze_patches(compute_patches(y, self.config, torch.get_num_threads(),
+                                                    keep_mel=self.sync != "frame"))
 
-    def analyze(self, path: PathLike, peaks: Optional[PeakConfig] = None) -> Analysis:
-        """Segment one audio file (``peaks``: peak picking for this call only, default
-        ``self.peaks``; a shared Analyzer is never modified).
+    def analyze(self, path: PathLike, peaks: Optional[PeakConfig] = None,
+                sync: Optional[str] = None) -> Analysis:
+        """Segment one audio file (``peaks``, ``sync``: for this call only, default
+        ``self.peaks``, ``self.sync``; a shared Analyzer is never modified).
 
         Raises
         ------
@@ -253,7 +302,11 @@ class Analyzer:
         ShortAudioWarning
             Audio shorter than the novelty kernel, or silent: one segment is returned.
         """
-        return self.analyze_patches(self.patches(path), str(path), peaks)
+        n_threads = torch.get_num_threads()
+        y = load_audio(path, self.config.sample_rate, n_threads)
+        keep_mel = check_sync(sync or self.sync) != "frame"
+        return self.analyze_patches(compute_patches(y, self.config, n_threads, keep_mel),
+                                    str(path), peaks, sync)
 
     def default_prefetch(self) -> int:
         """Files :meth:`analyze_many` decodes ahead by default: 2 with a GPU or spare CPU

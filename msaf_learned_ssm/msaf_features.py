@@ -4,10 +4,13 @@ MSAF computes a feature object for every track before calling a Segmenter; the
 learned_ssm algorithm uses only its length and time stamps. This feature is the frame
 energy (RMS, one value per MSAF frame), far cheaper than PCP or MFCC.
 
-MSAF's beat tracking (HPSS + beat tracker) still runs, even with ``framesync=True``: the
-base class stores the beats in the per-track feature cache that all features share, and a
-file written without beats would break the next beat-synchronous run of any feature on
-that track. So that part of MSAF's work cannot be avoided from a plugin.
+Beats: MSAF tracks beats for every track, even with ``framesync=True`` (the base class
+stores them in the per-track feature cache that all features share, and a file written
+without beats would break the next beat-synchronous run of any feature on that track).
+MSAF's own tracker (HPSS, then ``librosa.beat.beat_track``) is most of the cost of a cold
+run; this feature gives MSAF the package's tracker instead (:mod:`msaf_learned_ssm.beats`,
+a small network on the same log-mel), so the shared cache holds valid beats at a fraction
+of the cost (``bench/results/speed.md``).
 
 Bad audio: with this feature, a file MSAF cannot decode, with no samples or with NaN /
 infinite samples raises :class:`~msaf_learned_ssm.errors.AudioLoadError` (with MSAF's own
@@ -48,6 +51,21 @@ class LearnedSSMGrid(Features):
         except Exception:
             load_audio(self.file_struct.audio_file, self.sr)
             raise
+
+    def estimate_beats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Beat times (s) and MSAF frame indices from the package's beat tracker."""
+        from .beats import shared_tracker
+
+        tracker = shared_tracker()
+        y = self._audio
+        if self.sr != tracker.config.model_config.sample_rate:
+            y = librosa.resample(y, orig_sr=self.sr,
+                                 target_sr=tracker.config.model_config.sample_rate)
+        times = tracker.track(np.asarray(y, dtype=np.float32)).times
+        frames = librosa.time_to_frames(times, sr=self.sr, hop_length=self.hop_length)
+        # As MSAF's estimate_beats: no beat at frame 0 (MSAF adds the track start itself).
+        keep = frames > 0
+        return times[keep], frames[keep]
 
     def compute_features(self) -> np.ndarray:
         if self._audio is None or len(self._audio) == 0:

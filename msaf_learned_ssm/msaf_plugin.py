@@ -73,6 +73,9 @@ config: dict[str, Any] = {
     # "auto" (CUDA when available), "cpu", "cuda".
     "ssm_device": "auto",
     **{key: None for key in _PEAK_KEYS},
+    # Where boundaries fall: "frame" (novelty peaks), "beat" or "bar" (moved to the nearest
+    # beat / downbeat of the package's beat tracker); None: the model file's own.
+    "ssm_sync": None,
     # Labels: segments whose mean learned similarity (in [0, 1]) is at least this share a
     # label (average-linkage clustering), or "auto" (number of labels by silhouette);
     # see labels.DEFAULT_THRESHOLD.
@@ -188,7 +191,8 @@ class Segmenter(SegmenterInterface):
     def _analysis(self, peaks: PeakConfig | None = None):
         analyzer = self._analyzer()
         analysis = analyzer.analyze(self.audio_file,
-                                    peaks=peaks or peak_config(self.config, analyzer.peaks))
+                                    peaks=peaks or peak_config(self.config, analyzer.peaks),
+                                    sync=self._setting("ssm_sync"))
         self._check_msaf_grid(analysis.duration)
         return analysis
 
@@ -222,6 +226,7 @@ class Segmenter(SegmenterInterface):
             Labels per level, from the learned SSM.
         """
         from .peaks import boundary_times
+        from .sync import sync_boundaries
 
         frame_times = self._frame_times()
         coarse = peak_config(self.config, self._analyzer().peaks)
@@ -231,6 +236,8 @@ class Segmenter(SegmenterInterface):
         est_idxs, est_labels = [], []
         for peaks in hierarchical_peaks(analysis.novelty, hop_sec, coarse, fine):
             times = boundary_times(peaks, analysis.patch_times, analysis.duration)
+            if analysis.beats is not None:
+                times = sync_boundaries(times, analysis.beats, analysis.sync)
             idxs = boundaries_to_msaf_indices(times[1:-1], frame_times)
             idxs, labels = self._postprocess(idxs, self._labels(analysis, frame_times[idxs]))
             est_idxs.append(idxs)

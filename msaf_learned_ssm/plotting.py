@@ -22,7 +22,8 @@ def render_analysis_png(analysis: Analysis, reference: Optional[Sequence[float]]
     """PNG bytes of the SSM (top) and the novelty curve (bottom) on a shared time axis.
 
     Detected boundaries are solid red lines; ``reference`` boundary times (s), if given,
-    dashed white/black lines.
+    dashed white/black lines; estimated downbeats (beat and bar modes), grey ticks along
+    the bottom of the novelty panel.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -43,6 +44,9 @@ def render_analysis_png(analysis: Analysis, reference: Optional[Sequence[float]]
     ax_ssm.set_ylabel("time (s)")
     ax_ssm.set_title(title or Path(analysis.source).name)
     ax_nov.plot(times, analysis.novelty, color="C0", lw=1, label="novelty")
+    if analysis.beats is not None and len(analysis.beats.times):
+        ax_nov.vlines(analysis.beats.downbeats, 0, 0.08, color="0.4", lw=0.6,
+                      label="downbeats")
     ax_nov.plot([], [], color="red", lw=0.8, label="estimated")
     if reference is not None:
         ax_nov.plot([], [], color="black", lw=0.8, ls="--", label="reference")

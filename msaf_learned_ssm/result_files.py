@@ -19,10 +19,10 @@ from .fileio import atomic_open, segments_csv
 __all__ = ["estimation_config", "write_results"]
 
 
-def estimation_config(identity: dict, peaks: PeakConfig) -> dict:
-    """The settings an estimation records: model name and SHA-256, peak picking."""
+def estimation_config(identity: dict, peaks: PeakConfig, sync: str = "frame") -> dict:
+    """The settings an estimation records: model name and SHA-256, peak picking, sync mode."""
     return {"ssm_model": identity["name"], "ssm_model_sha256": identity["sha256"],
-            **{f"ssm_peak_{k}": v for k, v in peaks.to_dict().items()}}
+            **{f"ssm_peak_{k}": v for k, v in peaks.to_dict().items()}, "ssm_sync": sync}
 
 
 def write_results(plan, result, identity: dict, peaks: PeakConfig, labels: bool = True,
@@ -63,8 +63,8 @@ def write_results(plan, result, identity: dict, peaks: PeakConfig, labels: bool 
     try:
         if plan.data is not None:
             written.append(_backup(plan.data))
-            _write_data(plan.data, result, seg_labels, estimation_config(identity, peaks),
-                        overwrite)
+            _write_data(plan.data, result, seg_labels,
+                        estimation_config(identity, peaks, result.sync), overwrite)
         if png is not None:
             written.append(_backup(plan.plot))
             with atomic_open(plan.plot, "wb", overwrite=overwrite) as handle:
@@ -82,8 +82,10 @@ def _write_data(out_path: Path, result, seg_labels, config: dict, overwrite: boo
         return
     from msaf_learned_ssm_jams.io import write_estimation_jams
 
+    beats = None if result.beats is None else (result.beats.times, result.beats.positions)
     write_estimation_jams(out_path, result.boundaries, labels=seg_labels,
-                          duration=result.duration, algo_id="learned_ssm", config=config)
+                          duration=result.duration, algo_id="learned_ssm", config=config,
+                          beats=beats)
 
 
 def _backup(path: Path) -> tuple[Path, Optional[bytes]]:

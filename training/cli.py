@@ -1,4 +1,4 @@
-"""Training commands of ``msaf-learned-ssm``: ``train`` and ``build-pop909``.
+"""Training commands of ``msaf-learned-ssm``: ``train``, ``train-beats`` and ``build-pop909``.
 
 They live next to the training code and are attached to the core's click group lazily (see
 ``msaf_learned_ssm.cli``), so segmenting never imports the training stack.  Every default is
@@ -164,6 +164,64 @@ def _run_train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alp
                             epochs=epochs if (resume and given) else None)
     except LearnedSSMError as exc:
         _fail(str(exc))
+
+
+def _beat_defaults():
+    from .beat_training import BeatTrainConfig
+    return BeatTrainConfig()
+
+
+@click.command("train-beats")
+@click.argument("corpus_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Best tracker file (BEATS.pt); BEATS.state.pt and BEATS.log.jsonl go beside it.")
+@click.option("--train-ids", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="File of track ids to train on (default: every track of CORPUS_DIR).")
+@click.option("--val-ids", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="File of track ids to validate on.")
+@click.option("--val-split", type=float, default=None, callback=_fraction,
+              help="Fraction held out for validation when no --val-ids (default 0.1).")
+@click.option("--epochs", type=click.IntRange(1), default=_beat_defaults().epochs,
+              show_default=True)
+@click.option("--patience", type=click.IntRange(1), default=_beat_defaults().patience,
+              show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True, max=1),
+              default=_beat_defaults().lr, show_default=True)
+@click.option("--augment-variants", type=click.IntRange(0),
+              default=_beat_defaults().augment_variants, show_default=True,
+              help="Augmented versions of each training track besides the clean one.")
+@click.option("--seed", type=int, default=_beat_defaults().seed, show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Feature cache (default as for train).")
+@click.option("--resume", is_flag=True, help="Continue from BEATS.state.pt.")
+@click.option("--overwrite", is_flag=True, help="Replace the files of an earlier run at --out.")
+def train_beats(corpus_dir, out, train_ids, val_ids, val_split, epochs, patience, lr,
+                augment_variants, seed, cache_dir, resume, overwrite) -> None:
+    """Train the beat and downbeat tracker on CORPUS_DIR (references with ``beat``
+    annotations: value = position in the bar, 1 = downbeat)."""
+    from .beat_training import BeatTrainConfig, train_tracker
+    from .corpus import default_cache_dir
+
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    try:
+        tracks, val_tracks = _pick_tracks(corpus_dir, None, val_split, train_ids, val_ids,
+                                          seed)
+        click.echo(f"training on {len(tracks)} tracks, validating on {len(val_tracks)}",
+                   err=True)
+        config = BeatTrainConfig(epochs=epochs, patience=patience, lr=lr,
+                                 augment_variants=augment_variants, seed=seed)
+        result = train_tracker(tracks, val_tracks, out, config,
+                               cache_dir=cache_dir or default_cache_dir(corpus_dir),
+                               resume=resume, overwrite=overwrite)
+    except LearnedSSMError as exc:
+        _fail(str(exc))
+    for track_id, reason in result["skipped"].items():
+        click.echo(f"skipped {track_id}: {reason}", err=True)
+    best = result["best"] or {}
+    click.echo(f"{result['epochs_run']} epochs; best epoch {result['best_epoch']}: val beat F "
+               f"{best.get('beat_F', float('nan')):.3f}, downbeat F "
+               f"{best.get('downbeat_F', float('nan')):.3f} -> {out}")
 
 
 @click.command("build-pop909")

@@ -153,10 +153,18 @@ class FeatureCache:
     def __init__(self, cache_dir: Optional[PathLike], config: ModelConfig) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.config = config
-        settings = json.dumps(frontend_settings(config), sort_keys=True)
+        settings = json.dumps(self._key_settings(), sort_keys=True)
         self._settings_key = hashlib.sha256(settings.encode()).hexdigest()[:12]
         # The folder is made by the first write, so a run that fails before computing any
         # feature leaves nothing behind.
+
+    def _key_settings(self) -> dict:
+        """What, besides the audio, the cached values depend on."""
+        return frontend_settings(self.config)
+
+    def _compute(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Values (n_mels, n) and their times (n,) for mono audio ``y``."""
+        return compute_steps(y, self.config)
 
     def path_for(self, audio: PathLike, augment: Optional[dict] = None) -> Path:
         """Cache file of ``audio`` (with augmentation parameters ``augment``, if any)."""
@@ -201,7 +209,7 @@ class FeatureCache:
             from .augment import apply_augmentation
 
             y, _ = apply_augmentation(y, self.config.sample_rate, augment)
-        steps, times = compute_steps(y, self.config)
+        steps, times = self._compute(y)
         duration = len(y) / self.config.sample_rate
         if path is not None:
             self._write(path, steps, times, duration)

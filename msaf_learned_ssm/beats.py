@@ -1,0 +1,459 @@
+"""Beat and downbeat tracking: a small TCN on log-mel frames, decoded into a bar grid.
+
+The tracker reads the same standardised log-mel as SSM-Net (so the mel spectrogram is
+computed once per track), averaged in pairs of frames (about 46 ms). A temporal
+convolutional network (dilated 1-D convolutions, residual, non-causal; after Davies &
+Boeck, "Temporal convolutional networks for musical audio beat tracking", EUSIPCO 2019)
+gives two activations per frame: beat and downbeat. Decoding:
+
+1. beats: librosa's dynamic-programming beat tracker (Ellis 2007) run on the beat
+   activation instead of an onset-strength envelope, then each beat moved to the
+   activation's local maximum with parabolic interpolation (sub-frame times);
+2. bar positions: a Viterbi pass over the beats with states (metre in {3, 4}, position in
+   the bar) and the downbeat activation as observation; a bar may restart early (an
+   irregular bar) with a small probability.
+
+Tensors in, tensors out in :class:`BeatTCN`; decoding is numpy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from msaf_learned_ssm_jams.fileio import PathLike
+from .config import ModelConfig
+from .errors import CheckpointError, ConfigError
+
+#: Format tag of beat-tracker files (distinct from SSM-Net checkpoints).
+BEAT_FORMAT = "msaf-learned-ssm-beats"
+BEAT_FORMAT_VERSION = 1
+#: The shipped tracker.
+DEFAULT_BEAT_MODEL = Path(__file__).resolve().parent / "models" / "beats.pt"
+
+
+@dataclass(frozen=True)
+class BeatConfig:
+    """Settings of a beat tracker.
+
+    Attributes
+    ----------
+    frames_per_frame : int
+        Mel frames (``hop_length / sample_rate``, 23.2 ms by default) averaged into one
+        tracker frame (2: 46.4 ms).
+    channels : int
+        Width of the TCN.
+    kernel_size : int
+        Odd kernel of the dilated convolutions.
+    dilations : tuple of int
+        One residual block per dilation; the receptive field is
+        ``(kernel_size - 1) * sum(dilations) + 3`` frames (about 95 s by default).
+    dropout : float
+        Dropout in training.
+    min_bpm, max_bpm : float
+        Tempo range of the decoder.
+    frontend : dict
+        The log-mel settings (:func:`~msaf_learned_ssm.features.frontend_settings` of a
+        :class:`ModelConfig`) the tracker was trained on.
+    """
+
+    frames_per_frame: int = 2
+    channels: int = 32
+    kernel_size: int = 5
+    dilations: tuple = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    dropout: float = 0.1
+    min_bpm: float = 50.0
+    max_bpm: float = 220.0
+    frontend: dict = field(default_factory=lambda: _default_frontend())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
+        for name in ("frames_per_frame", "channels", "kernel_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 512:
+                raise ConfigError(f"BeatConfig.{name} must be an integer in [1, 512], "
+                                  f"got {value!r}")
+        if self.kernel_size % 2 == 0:
+            raise ConfigError(f"BeatConfig.kernel_size must be odd, got {self.kernel_size}")
+        if not self.dilations or len(self.dilations) > 16 or not all(
+                0 < d <= 4096 for d in self.dilations):
+            raise ConfigError("BeatConfig.dilations must be 1 to 16 integers in [1, 4096], "
+                              f"got {self.dilations}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"BeatConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if not 20.0 <= self.min_bpm < self.max_bpm <= 400.0:
+            raise ConfigError("BeatConfig needs 20 <= min_bpm < max_bpm <= 400, got "
+                              f"{self.min_bpm}, {self.max_bpm}")
+        ModelConfig(**self.frontend)  # validates the front-end settings
+
+    @property
+    def model_config(self) -> ModelConfig:
+        """A :class:`ModelConfig` with this tracker's front-end (for :func:`log_mel`)."""
+        return ModelConfig(**self.frontend)
+
+    @property
+    def frame_sec(self) -> float:
+        """Hop between tracker frames (s)."""
+        return self.frames_per_frame * self.model_config.frame_sec
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["dilations"] = list(self.dilations)
+        return d
+
+
+def _default_frontend() -> dict:
+    from .features import frontend_settings
+    return frontend_settings(ModelConfig())
+
+
+# ---- the network ------------------------------------------------------------------------
+
+class _ResidualBlock(nn.Module):
+    def __init__(self, channels: int, kernel_size: int, dilation: int, dropout: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, kernel_size, dilation=dilation,
+                              padding=dilation * (kernel_size - 1) // 2)
+        self.mix = nn.Conv1d(channels, channels, 1)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mix(self.dropout(F.elu(self.conv(x))))
+
+
+class BeatTCN(nn.Module):
+    """Beat and downbeat activations from tracker frames.
+
+    Input (B, n_mels, F) standardised log-mel frames; output (B, 2, F) logits: row 0 beat,
+    row 1 downbeat (apply a sigmoid for probabilities).
+    """
+
+    def __init__(self, config: BeatConfig = BeatConfig()) -> None:
+        super().__init__()
+        self.config = config
+        n_mels = config.model_config.n_mels
+        c = config.channels
+        self.stem = nn.Sequential(nn.Conv1d(n_mels, c, 3, padding=1), nn.ELU(),
+                                  nn.Dropout(config.dropout))
+        self.blocks = nn.Sequential(*[_ResidualBlock(c, config.kernel_size, d, config.dropout)
+                                      for d in config.dilations])
+        self.head = nn.Conv1d(c, 2, 1)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        if frames.ndim != 3 or frames.shape[1] != self.stem[0].in_channels:
+            raise ValueError(f"expected frames of shape (B, {self.stem[0].in_channels}, F), "
+                             f"got {tuple(frames.shape)}")
+        return self.head(F.elu(self.blocks(self.stem(frames))))
+
+
+# ---- features ---------------------------------------------------------------------------
+
+def tracker_frames(mel: np.ndarray, frames_per_frame: int, mel_frame_sec: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Average standardised log-mel frames in groups for the tracker.
+
+    Parameters
+    ----------
+    mel : np.ndarray, shape (n_mels, n_mel_frames)
+        Standardised log-mel (:func:`~msaf_learned_ssm.features.standardize_bands`).
+    frames_per_frame : int
+    mel_frame_sec : float
+        Hop of the mel frames (s); frame ``j`` is centred at ``j * mel_frame_sec``.
+
+    Returns
+    -------
+    frames : np.ndarray, shape (n_mels, F), float32
+        ``F = n_mel_frames // frames_per_frame`` (a last partial group is dropped).
+    times : np.ndarray, shape (F,)
+        Centre of each group (s).
+    """
+    g = int(frames_per_frame)
+    n = mel.shape[1] // g
+    frames = mel[:, :n * g].reshape(mel.shape[0], n, g).mean(axis=2)
+    times = (np.arange(n) * g + (g - 1) / 2.0) * mel_frame_sec
+    return frames.astype(np.float32, copy=False), times
+
+
+# ---- decoding ---------------------------------------------------------------------------
+
+@dataclass
+class Beats:
+    """A beat grid.
+
+    Attributes
+    ----------
+    times : np.ndarray, shape (n_beats,)
+        Beat times (s), increasing.
+    positions : np.ndarray of int, shape (n_beats,)
+        Position of each beat in its bar, 1 ... beats_per_bar (1 = downbeat).
+    """
+
+    times: np.ndarray
+    positions: np.ndarray
+
+    @property
+    def downbeats(self) -> np.ndarray:
+        """Times of the beats at position 1 (s)."""
+        return self.times[self.positions == 1]
+
+
+def _refine(activation: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Move each frame to the local maximum (+-1 frame) and interpolate it parabolically."""
+    n = len(activation)
+    out = frames.astype(float)
+    for i, f in enumerate(frames):
+        lo, hi = max(f - 1, 0), min(f + 2, n)
+        f = lo + int(np.argmax(activation[lo:hi]))
+        if 0 < f < n - 1:
+            a, b, c = activation[f - 1], activation[f], activation[f + 1]
+            curvature = a - 2 * b + c
+            offset = 0.5 * (a - c) / curvature if curvature < 0 else 0.0
+            out[i] = f + float(np.clip(offset, -0.5, 0.5))
+        else:
+            out[i] = f
+    return out
+
+
+def bar_positions(downbeat_strength: np.ndarray, meters: Sequence[int] = (3, 4),
+                  p_restart: float = 0.02, p_meter_change: float = 1e-4) -> np.ndarray:
+    """Most likely position in the bar of each beat (Viterbi).
+
+    Parameters
+    ----------
+    downbeat_strength : np.ndarray, shape (n_beats,)
+        Downbeat probability at each beat, in [0, 1].
+    meters : sequence of int
+        Beats per bar allowed.
+    p_restart : float
+        Probability that a bar ends early and a new one starts (irregular bars).
+    p_meter_change : float
+        Probability of a change of metre at a bar line.
+
+    Returns
+    -------
+    positions : np.ndarray of int, shape (n_beats,)
+        1 ... m (1 = downbeat).
+    """
+    p = np.clip(np.asarray(downbeat_strength, dtype=float), 1e-4, 1 - 1e-4)
+    states = [(m, j) for m in meters for j in range(1, m + 1)]
+    n_states = len(states)
+    log_t = np.full((n_states, n_states), -np.inf)
+    for a, (m, j) in enumerate(states):
+        for b, (m2, j2) in enumerate(states):
+            if m2 == m:
+                if j2 == (j % m) + 1:
+                    log_t[a, b] = np.log(1 - p_restart)
+                elif j2 == 1 and j != m:
+                    log_t[a, b] = np.log(p_restart)
+            elif j == m and j2 == 1:
+                log_t[a, b] = np.log(p_meter_change)
+    is_down = np.array([j == 1 for _, j in states])
+    log_obs = np.where(is_down[None, :], np.log(p)[:, None], np.log(1 - p)[:, None])
+    n = len(p)
+    if n == 0:
+        return np.zeros(0, dtype=int)
+    score = log_obs[0] - np.log(n_states)
+    back = np.zeros((n, n_states), dtype=int)
+    for i in range(1, n):
+        cand = score[:, None] + log_t
+        back[i] = np.argmax(cand, axis=0)
+        score = cand[back[i], np.arange(n_states)] + log_obs[i]
+    path = np.zeros(n, dtype=int)
+    path[-1] = int(np.argmax(score))
+    for i in range(n - 1, 0, -1):
+        path[i - 1] = back[i, path[i]]
+    return np.array([states[s][1] for s in path], dtype=int)
+
+
+def decode_beats(activations: np.ndarray, times: np.ndarray, config: BeatConfig = BeatConfig()
+                 ) -> Beats:
+    """Beat grid with bar positions from the tracker's activations.
+
+    Parameters
+    ----------
+    activations : np.ndarray, shape (2, F)
+        Beat and downbeat probabilities per tracker frame.
+    times : np.ndarray, shape (F,)
+        Frame times (s), evenly spaced by ``config.frame_sec``.
+    config : BeatConfig
+
+    Returns
+    -------
+    Beats
+        Empty when no beat is found (silence, very short audio).
+    """
+    import librosa
+
+    activations = np.asarray(activations, dtype=float)
+    if activations.ndim != 2 or activations.shape[0] != 2 or activations.shape[1] != len(times):
+        raise ValueError(f"activations must have shape (2, {len(times)}), "
+                         f"got {activations.shape}")
+    if not np.all(np.isfinite(activations)):
+        raise ValueError("non-finite beat activations")
+    beat_act, down_act = activations
+    empty = Beats(np.zeros(0), np.zeros(0, dtype=int))
+    if len(times) < 8 or beat_act.max() < 0.05:
+        return empty
+    cfg = config.model_config
+    hop = cfg.hop_length * config.frames_per_frame
+    # The prior keeps the DP inside the configured tempo range.
+    import scipy.stats
+    centre = 0.5 * (config.min_bpm + config.max_bpm)
+    prior = scipy.stats.uniform(config.min_bpm, config.max_bpm - config.min_bpm)
+    _, frames = librosa.beat.beat_track(onset_envelope=beat_act, sr=cfg.sample_rate,
+                                        hop_length=hop, start_bpm=min(centre, 120.0),
+                                        prior=prior, trim=False, units="frames")
+    frames = np.asarray(frames, dtype=int)
+    if frames.size == 0:
+        return empty
+    # The DP places beats through silences too: keep those where the network hears a beat
+    # nearby, trimming weak beats at the ends only (as librosa's trim does).
+    strength = np.array([beat_act[max(f - 1, 0): f + 2].max() for f in frames])
+    strong = np.flatnonzero(strength >= 0.1)
+    if strong.size == 0:
+        return empty
+    frames = frames[strong[0]: strong[-1] + 1]
+    exact = _refine(beat_act, frames)
+    beat_times = np.interp(exact, np.arange(len(times)), times)
+    down_strength = np.array([down_act[max(f - 1, 0): f + 2].max() for f in frames])
+    return Beats(beat_times, bar_positions(down_strength))
+
+
+# ---- model files ------------------------------------------------------------------------
+
+def save_beat_model(model: BeatTCN, path: PathLike, **extra: Any) -> None:
+    """Save a tracker atomically (config inside); ``extra`` must be plain values."""
+    from .checkpoint import atomic_torch_save
+    atomic_torch_save({"format": BEAT_FORMAT, "format_version": BEAT_FORMAT_VERSION,
+                       "config": model.config.to_dict(),
+                       "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                       **extra}, path)
+
+
+def load_beat_model(path: PathLike = DEFAULT_BEAT_MODEL) -> tuple[BeatTCN, dict[str, Any]]:
+    """Load a tracker file safely (weights only), in eval mode on the CPU.
+
+    Raises
+    ------
+    CheckpointError
+        Not a beat-tracker file, bad settings, mismatched or non-finite weights.
+    """
+    from .checkpoint import describe_mismatch, read_checkpoint
+    data = read_checkpoint(path)
+    if data.get("format") != BEAT_FORMAT:
+        raise CheckpointError(f"{path}: not a beat-tracker file (format "
+                              f"{data.get('format')!r}, expected {BEAT_FORMAT!r})")
+    try:
+        config = BeatConfig(**data["config"])
+    except (TypeError, KeyError, ConfigError) as exc:
+        raise CheckpointError(f"{path}: invalid beat-tracker settings ({exc})") from None
+    model = BeatTCN(config)
+    state = data.get("state_dict", {})
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{path}: non-finite weights in {', '.join(bad[:3])}")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise CheckpointError(f"{path}: weights do not match the settings "
+                              f"({describe_mismatch(model.state_dict(), state)})") from None
+    meta = {k: v for k, v in data.items() if k != "state_dict"}
+    return model.eval(), meta
+
+
+class BeatTracker:
+    """A loaded beat tracker.
+
+    Parameters
+    ----------
+    model : path-like or BeatTCN, optional
+        A tracker file (default: the shipped ``models/beats.pt``) or a module (copied).
+    device : torch.device or str
+    """
+
+    def __init__(self, model: Union[PathLike, BeatTCN, None] = None,
+                 device: Union[str, torch.device] = "cpu") -> None:
+        import copy
+        if isinstance(model, BeatTCN):
+            self.model, self.meta = copy.deepcopy(model).eval(), {}
+        else:
+            self.model, self.meta = load_beat_model(model or DEFAULT_BEAT_MODEL)
+        self.device = torch.device(device)
+        self.model = self.model.to(self.device)
+
+    @property
+    def config(self) -> BeatConfig:
+        return self.model.config
+
+    @torch.inference_mode()
+    def activations(self, frames: np.ndarray) -> np.ndarray:
+        """Beat and downbeat probabilities, shape (2, F), for frames (n_mels, F)."""
+        x = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))[None]
+        return torch.sigmoid(self.model(x.to(self.device)))[0].float().cpu().numpy()
+
+    def track_mel(self, mel: np.ndarray) -> Beats:
+        """Beats from a standardised log-mel (n_mels, n_mel_frames) of this tracker's front-end."""
+        frames, times = tracker_frames(mel, self.config.frames_per_frame,
+                                       self.config.model_config.frame_sec)
+        if frames.shape[1] < 8:
+            return Beats(np.zeros(0), np.zeros(0, dtype=int))
+        return decode_beats(self.activations(frames), times, self.config)
+
+    def track(self, y: np.ndarray, n_threads: Optional[int] = None) -> Beats:
+        """Beats of mono audio at the tracker's sample rate."""
+        from .features import log_mel, standardize_bands
+        return self.track_mel(standardize_bands(log_mel(y, self.config.model_config, n_threads)))
+
+
+_SHARED_TRACKER: dict = {}
+
+
+def shared_tracker(device: Union[str, torch.device] = "cpu") -> BeatTracker:
+    """The shipped tracker, loaded once per process and device."""
+    key = str(device)
+    if key not in _SHARED_TRACKER:
+        _SHARED_TRACKER[key] = BeatTracker(None, device)
+    return _SHARED_TRACKER[key]
+
+
+# ---- using the grid ---------------------------------------------------------------------
+
+def snap_to_grid(boundaries: np.ndarray, grid: np.ndarray, max_shift: float) -> np.ndarray:
+    """Move each inner boundary to the nearest grid time within ``max_shift`` seconds.
+
+    Parameters
+    ----------
+    boundaries : np.ndarray, shape (n,)
+        Boundary times (s), first the start and last the end of the track (kept as they are).
+    grid : np.ndarray, shape (m,)
+        Allowed times (s), e.g. downbeats.
+    max_shift : float
+        Boundaries farther than this from every grid time stay where they are (s).
+
+    Returns
+    -------
+    np.ndarray, shape (<= n,)
+        Sorted; boundaries that land on the same grid time, or on the track's start or
+        end, are merged.
+    """
+    boundaries = np.asarray(boundaries, dtype=float)
+    grid = np.sort(np.asarray(grid, dtype=float))
+    if boundaries.size <= 2 or grid.size == 0:
+        return boundaries
+    start, end = boundaries[0], boundaries[-1]
+    inner = boundaries[1:-1]
+    idx = np.clip(np.searchsorted(grid, inner), 1, len(grid) - 1) if len(grid) > 1 else \
+        np.zeros(len(inner), dtype=int)
+    left, right = grid[np.maximum(idx - 1, 0)], grid[idx]
+    nearest = np.where(np.abs(inner - left) <= np.abs(right - inner), left, right)
+    moved = np.where(np.abs(nearest - inner) <= max_shift, nearest, inner)
+    moved = moved[(moved > start) & (moved < end)]
+    return np.concatenate([[start], np.unique(moved), [end]])

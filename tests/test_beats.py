@@ -1,0 +1,282 @@
+"""Beat and downbeat tracking, bar-synchronous boundaries, and their outputs."""
+
+from __future__ import annotations
+
+import json
+
+import jams
+import mir_eval
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from msaf_learned_ssm.beats import (BeatConfig, Beats, BeatTCN, BeatTracker, bar_positions,
+                                    decode_beats, load_beat_model, save_beat_model,
+                                    snap_to_grid, tracker_frames)
+from msaf_learned_ssm.errors import CheckpointError, ConfigError
+from msaf_learned_ssm.sync import sync_boundaries
+
+FRAME = BeatConfig().frame_sec
+
+
+def _impulse_activation(n_frames: int, period_sec: float, first_sec: float, meter: int,
+                        first_position: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Activations with a beat every ``period_sec`` (beat and downbeat rows)."""
+    times = (np.arange(n_frames) + 0.5) * FRAME
+    beats = np.arange(first_sec, times[-1] - period_sec, period_sec)
+    positions = (np.arange(len(beats)) + first_position - 1) % meter + 1
+    act = np.full((2, n_frames), 0.01)
+    for t, p in zip(beats, positions):
+        f = int(np.argmin(np.abs(times - t)))
+        act[0, f] = 0.95
+        act[0, max(f - 1, 0)] = max(act[0, max(f - 1, 0)], 0.3)
+        act[0, min(f + 1, n_frames - 1)] = max(act[0, min(f + 1, n_frames - 1)], 0.3)
+        act[1, f] = 0.9 if p == 1 else 0.05
+    return act, times, beats[positions == 1]
+
+
+def test_decode_recovers_a_steady_beat_and_its_downbeats():
+    act, times, downbeats = _impulse_activation(1300, 0.5, 1.0, 4, first_position=3)
+    est = decode_beats(act, times)
+    ref = np.arange(1.0, times[-1] - 0.5, 0.5)
+    assert mir_eval.beat.f_measure(ref, est.times) > 0.95
+    assert mir_eval.beat.f_measure(downbeats, est.downbeats) > 0.95
+    assert set(np.unique(est.positions)) <= {1, 2, 3, 4}
+
+
+def test_decode_finds_triple_metre():
+    act, times, downbeats = _impulse_activation(1300, 0.6, 0.8, 3)
+    est = decode_beats(act, times)
+    assert est.positions.max() == 3
+    assert mir_eval.beat.f_measure(downbeats, est.downbeats) > 0.9
+
+
+def test_decode_of_silence_is_empty_and_nan_is_refused():
+    times = (np.arange(400) + 0.5) * FRAME
+    assert len(decode_beats(np.zeros((2, 400)), times).times) == 0
+    bad = np.zeros((2, 400))
+    bad[0, 3] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        decode_beats(bad, times)
+    with pytest.raises(ValueError, match="shape"):
+        decode_beats(np.zeros((3, 400)), times)
+
+
+def test_bar_positions_follow_the_downbeat_evidence_and_allow_an_irregular_bar():
+    # 4/4 with the first downbeat on beat 2, then a 2-beat bar, then 4/4 again.
+    truth = [2, 3, 4] + [1, 2, 3, 4] * 4 + [1, 2] + [1, 2, 3, 4] * 4
+    strength = np.where(np.array(truth) == 1, 0.8, 0.1)
+    assert bar_positions(strength).tolist() == truth
+
+
+def test_snap_to_grid_moves_merges_and_keeps_the_ends():
+    grid = np.array([2.0, 4.0, 6.0, 8.0])
+    out = snap_to_grid(np.array([0.0, 2.4, 3.7, 5.1, 9.9, 10.0]), grid, max_shift=1.0)
+    # 2.4 and 3.7 -> 2 and 4; 5.1 -> 6 (nearest, 0.9 s); 9.9 is 1.9 s from 8: stays.
+    assert out.tolist() == [0.0, 2.0, 4.0, 6.0, 9.9, 10.0]
+    merged = snap_to_grid(np.array([0.0, 3.9, 4.2, 10.0]), grid, max_shift=1.0)
+    assert merged.tolist() == [0.0, 4.0, 10.0]
+    assert snap_to_grid(np.array([0.0, 3.0, 10.0]), np.zeros(0), 1.0).tolist() == [0, 3, 10]
+
+
+def test_sync_boundaries_modes():
+    beats = Beats(np.arange(0.5, 20, 0.5), (np.arange(39) % 4) + 1)
+    b = np.array([0.0, 5.2, 11.1, 20.0])
+    assert sync_boundaries(b, beats, "frame").tolist() == b.tolist()
+    assert sync_boundaries(b, beats, "beat").tolist() == [0.0, 5.0, 11.0, 20.0]
+    bar = sync_boundaries(b, beats, "bar")
+    assert set(bar[1:-1]) <= set(beats.downbeats)
+    with pytest.raises(ConfigError, match="sync must be one of"):
+        sync_boundaries(b, beats, "bars")
+
+
+def test_network_shapes_and_input_check():
+    model = BeatTCN(BeatConfig(channels=8, dilations=(1, 2)))
+    out = model(torch.zeros(2, 80, 50))
+    assert out.shape == (2, 2, 50)
+    with pytest.raises(ValueError, match="expected frames"):
+        model(torch.zeros(2, 40, 50))
+    with pytest.raises(ConfigError, match="odd"):
+        BeatConfig(kernel_size=4)
+
+
+def test_tracker_frames_are_pair_means_with_centred_times():
+    mel = np.arange(2 * 7, dtype=np.float32).reshape(2, 7)
+    frames, times = tracker_frames(mel, 2, 0.1)
+    assert frames.shape == (2, 3)
+    assert np.allclose(frames[0], [0.5, 2.5, 4.5])
+    assert np.allclose(times, [0.05, 0.25, 0.45])
+
+
+def test_model_file_round_trip_and_refusals(tmp_path):
+    model = BeatTCN(BeatConfig(channels=8, dilations=(1, 2)))
+    path = tmp_path / "beats.pt"
+    save_beat_model(model, path, epoch=3)
+    loaded, meta = load_beat_model(path)
+    assert meta["epoch"] == 3
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)
+    with torch.no_grad():
+        model.head.weight.fill_(float("nan"))
+    save_beat_model(model, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match="non-finite"):
+        load_beat_model(tmp_path / "nan.pt")
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a beat-tracker file"):
+        load_beat_model(tmp_path / "other.pt")
+
+
+def test_shipped_tracker_finds_the_beat_of_a_click_track():
+    sr, bpm = 22050, 100
+    period = 60 / bpm
+    y = np.zeros(sr * 30, dtype=np.float32)
+    t_click = np.arange(0, 0.03, 1 / sr)
+    beats = np.arange(1.0, 29.0, period)
+    for i, t in enumerate(beats):
+        start = int(t * sr)
+        # Accented downbeats (every 4th click, louder and lower) like a kick on beat 1.
+        f, a = (500.0, 1.0) if i % 4 == 0 else (1500.0, 0.4)
+        click = a * np.sin(2 * np.pi * f * t_click) * np.exp(-t_click * 120)
+        y[start:start + len(click)] += click.astype(np.float32)
+    est = BeatTracker().track(y)
+    assert mir_eval.beat.f_measure(mir_eval.beat.trim_beats(beats),
+                                   mir_eval.beat.trim_beats(est.times)) > 0.8
+
+
+def test_analyzer_bar_mode_puts_boundaries_on_downbeats(planted_track, untrained_model_path):
+    from msaf_learned_ssm.inference import Analyzer
+
+    path, _ = planted_track
+    beat_model = BeatTCN(BeatConfig(channels=8, dilations=(1, 2, 4)))
+    frame = Analyzer(untrained_model_path, "cpu").analyze(path)
+    analyzer = Analyzer(untrained_model_path, "cpu", sync="bar", beat_model=beat_model)
+    bar = analyzer.analyze(path)
+    assert bar.sync == "bar" and frame.sync == "frame" and frame.beats is None
+    if len(bar.beats.downbeats) >= 2:
+        moved = set(np.round(bar.boundaries[1:-1], 6)) - set(np.round(frame.boundaries, 6))
+        assert moved <= set(np.round(bar.beats.downbeats, 6))
+    # Per-call override, and the frame-mode result when asked for.
+    again = analyzer.analyze(path, sync="frame")
+    assert np.allclose(again.boundaries, frame.boundaries)
+    with pytest.raises(ConfigError, match="sync must be one of"):
+        Analyzer(untrained_model_path, "cpu", sync="downbeat")
+
+
+def test_estimation_jams_records_sync_and_beats(tmp_path, planted_track, untrained_model_path):
+    from msaf_learned_ssm.inference import Analyzer
+    from msaf_learned_ssm.output_plan import OutputPlan
+    from msaf_learned_ssm.result_files import write_results
+
+    path, _ = planted_track
+    # A tracker whose head always says "beat": a dense grid, so beats are written.
+    beat_model = BeatTCN(BeatConfig(channels=8, dilations=(1, 2)))
+    analyzer = Analyzer(untrained_model_path, "cpu", sync="beat", beat_model=beat_model)
+    result = analyzer.analyze(path)
+    result.beats = Beats(np.arange(0.5, 150, 0.5), (np.arange(299) % 4) + 1)
+    out = tmp_path / "est.jams"
+    for _ in range(2):  # a rerun replaces, never duplicates
+        write_results(OutputPlan(out, None), result, analyzer.identity, analyzer.peaks)
+    jam = jams.load(str(out))
+    segs = jam.search(namespace="segment_open")
+    beats = jam.search(namespace="beat")
+    assert len(segs) == 1 and len(beats) == 1
+    assert segs[0].sandbox.ssm_sync == "beat"
+    assert [o.value for o in beats[0].data][:5] == [1, 2, 3, 4, 1]
+
+
+def test_cli_sync_option(tmp_path, planted_track, untrained_model_path):
+    from click.testing import CliRunner
+
+    from msaf_learned_ssm.cli import main
+
+    path, _ = planted_track
+    out = tmp_path / "out.jams"
+    result = CliRunner().invoke(main, ["segment", str(path), "--model", str(untrained_model_path),
+                                       "--device", "cpu", "--sync", "beat", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    jam = json.loads(out.read_text())
+    assert {a["namespace"] for a in jam["annotations"]} >= {"segment_open"}
+    assert jam["annotations"][0]["sandbox"]["ssm_sync"] == "beat"
+    bad = CliRunner().invoke(main, ["segment", str(path), "--sync", "bars"])
+    assert bad.exit_code == 2 and "bars" in bad.output
+
+
+def _click_track_corpus(root, n: int = 3, seconds: float = 24.0):
+    """Click tracks (accent every 4 beats) with beat and segment references."""
+    from msaf_learned_ssm_jams.beats import beats_to_annotation
+    from msaf_learned_ssm_jams.segments import segments_to_jams
+
+    sr = 22050
+    (root / "audio").mkdir(parents=True)
+    (root / "references").mkdir()
+    rng = np.random.default_rng(0)
+    t_click = np.arange(0, 0.03, 1 / sr)
+    for i in range(n):
+        period = 60 / rng.uniform(80, 140)
+        beats = np.arange(0.5, seconds - 0.5, period)
+        y = 0.01 * rng.standard_normal(int(seconds * sr)).astype(np.float32)
+        for k, t in enumerate(beats):
+            a = 1.0 if k % 4 == 0 else 0.4
+            click = a * np.sin(2 * np.pi * 800 * t_click) * np.exp(-t_click * 100)
+            y[int(t * sr): int(t * sr) + len(click)] += click.astype(np.float32)
+        sf.write(root / "audio" / f"t{i}.wav", y, sr)
+        jam = jams.JAMS()
+        jam.file_metadata.duration = seconds
+        segments_to_jams(np.array([[0, seconds / 2], [seconds / 2, seconds]]), ["A", "B"],
+                         seconds, jam=jam)
+        jam.annotations.append(beats_to_annotation(beats, np.arange(len(beats)) % 4 + 1,
+                                                   seconds, "clicks"))
+        jam.save(str(root / "references" / f"t{i}.jams"))
+
+
+def test_tracker_training_resumes_to_identical_weights(tmp_path):
+    from msaf_learned_ssm_training.beat_training import BeatTrainConfig, train_tracker
+    from msaf_learned_ssm_training.corpus import find_tracks
+
+    _click_track_corpus(tmp_path / "corpus")
+    tracks = find_tracks(tmp_path / "corpus")
+    small = BeatConfig(channels=8, dilations=(1, 2, 4))
+    cfg = dict(batch_size=2, crop_frames=200, augment_variants=0, patience=5)
+    straight = train_tracker(tracks[:2], tracks[2:], tmp_path / "a" / "beats.pt",
+                             BeatTrainConfig(epochs=2, **cfg), small,
+                             cache_dir=tmp_path / "cache", progress=False)
+    train_tracker(tracks[:2], tracks[2:], tmp_path / "b" / "beats.pt",
+                  BeatTrainConfig(epochs=1, **cfg), small, cache_dir=tmp_path / "cache",
+                  progress=False)
+    resumed = train_tracker(tracks[:2], tracks[2:], tmp_path / "b" / "beats.pt",
+                            BeatTrainConfig(epochs=2, **cfg), small,
+                            cache_dir=tmp_path / "cache", resume=True, progress=False)
+    assert straight["epochs_run"] == resumed["epochs_run"] == 2
+    a = torch.load(tmp_path / "a" / "beats.state.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "beats.state.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert len((tmp_path / "b" / "beats.log.jsonl").read_text().splitlines()) == 2
+    # An existing run is not replaced without --resume or --overwrite.
+    from msaf_learned_ssm.errors import OutputError
+    with pytest.raises(OutputError, match="exists"):
+        train_tracker(tracks[:2], tracks[2:], tmp_path / "b" / "beats.pt",
+                      BeatTrainConfig(epochs=1, **cfg), small, cache_dir=tmp_path / "cache",
+                      progress=False)
+
+
+def test_beat_targets_widen_and_mark_downbeats():
+    from msaf_learned_ssm_training.beat_training import beat_targets
+
+    times = np.arange(20) * 0.1
+    t = beat_targets(np.array([0.5, 1.0, 1.5]), np.array([1, 2, 1]), times)
+    assert t[0, [5, 10, 15]].tolist() == [1, 1, 1]
+    assert t[0, [4, 6, 9, 11]].tolist() == [0.5] * 4
+    assert t[1, [5, 15]].tolist() == [1, 1] and t[1, 10] == 0 and t[1, 9] == 0
+
+
+def test_pop909_beats_follow_the_annotators_bars(shared_data):
+    from msaf_learned_ssm_jams.pop909 import pop909_bar_grid, pop909_beats
+
+    times, positions = pop909_beats("001", shared_data / "pop909", shared_data / "pop909_structure")
+    grid = pop909_bar_grid("001", shared_data / "pop909", shared_data / "pop909_structure")
+    bar_starts = grid["beat_times"][grid["bar_start_beats"]]
+    downbeats = times[positions == 1]
+    common = bar_starts[bar_starts <= times[-1]]
+    assert np.allclose(downbeats[:len(common)], common[:len(downbeats)])
+    assert set(positions) == {1, 2, 3, 4}
