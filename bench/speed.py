@@ -13,7 +13,7 @@ present, else a synthesised 200 s track):
     framesync=True``.
 (b) ``Analyzer(model).analyze(path)`` warm: model loaded, one warm-up call, median of 7;
     with torch's default thread count and with ``torch.set_num_threads(1)``; plus a
-    per-stage breakdown (decode, features, encoder, novelty, peaks).
+    per-stage breakdown (decode, features, encoder, novelty, peaks, beats).
 (c) MSAF's foote, sf, olda, scluster, cnmf, vmo through ``msaf.process``, cold as (a).
 (d) the author's pipeline settings (:func:`author_pipeline`): ``librosa.load``, librosa's
     mel spectrogram, the encoder one patch at a time, PyTorch's own Transformer layers, and the
@@ -167,12 +167,13 @@ def analyzer_stages(analyzer, path: str) -> tuple[np.ndarray, dict]:
     from msaf_learned_ssm.audio import load_audio
     from msaf_learned_ssm.features import compute_patches
     from msaf_learned_ssm.peaks import novelty_to_boundaries
+    from msaf_learned_ssm.sync import sync_boundaries
 
     device, config = analyzer.device, analyzer.config
     t = [time.perf_counter()]
     y = load_audio(path, config.sample_rate)
     t.append(time.perf_counter())
-    patches = compute_patches(y, config)
+    patches = compute_patches(y, config, keep_mel=True)
     t.append(time.perf_counter())
     with torch.inference_mode():
         x = torch.from_numpy(patches.data).to(device)
@@ -184,7 +185,11 @@ def analyzer_stages(analyzer, path: str) -> tuple[np.ndarray, dict]:
     _, boundaries = novelty_to_boundaries(novelty, patches.times, patches.duration,
                                           config.patch_hop_sec, analyzer.peaks)
     t.append(time.perf_counter())
-    names = ["decode", "features", "encoder", "novelty", "peaks"]
+    # Beat and bar modes only: the tracker on the same log-mel, then the snapping.
+    beats = analyzer.tracker.track_mel(patches.mel)
+    sync_boundaries(boundaries, beats, "bar")
+    t.append(time.perf_counter())
+    names = ["decode", "features", "encoder", "novelty", "peaks", "beats"]
     return boundaries, {n: t[i + 1] - t[i] for i, n in enumerate(names)}
 
 
@@ -456,8 +461,11 @@ def main(argv: Optional[list[str]] = None) -> None:
         f"(device=\"auto\"; CUDA available: {torch.cuda.is_available()})")
     say("- Shared machine: absolute times drift with other load (see the load average); "
         "compare the ratios, which come from this one run.")
-    say("- GPU: not measured in this session (no GPU was lent); on a CUDA machine "
-        "`device=\"auto\"` selects the GPU for the encoder and the novelty head.")
+    if torch.cuda.is_available():
+        say(f"- GPU: {torch.cuda.get_device_name(0)}; (b) ran on {rows['b']['device']}.")
+    else:
+        say("- GPU: none on this machine (CPU rows only); on a CUDA machine "
+            "`device=\"auto\"` selects the GPU for the encoder and the novelty head.")
     say(f"- Model: {model_desc}.")
     say(f"- Track: {audio_desc}, {rows['b']['duration']:.1f} s, "
         f"{rows['b']['n_patches']} patches.")
@@ -514,13 +522,16 @@ def main(argv: Optional[list[str]] = None) -> None:
     say()
     say(f"## Per stage (seconds, median of {REPEATS})")
     say()
-    names = ["decode", "features", "encoder", "novelty", "peaks"]
+    names = ["decode", "features", "encoder", "novelty", "peaks", "beats"]
+    say("`beats`: beat tracking and bar snapping, run in the beat and bar modes only "
+        "(the tracker reads the log-mel of `features`).")
+    say()
     say("| Row | " + " | ".join(names) + " |")
     say("|---|" + "---:|" * len(names))
     for key, label in [("b", "(b)"), ("b1", "(b1) 1 thread"), ("d", "(d)"),
                        ("d_batch", "(d')"), ("d_blas1", "(d'')")]:
         st = rows[key]["stages"]
-        say(f"| {label} | " + " | ".join(fmt(st[n], 3) for n in names) + " |")
+        say(f"| {label} | " + " | ".join(fmt(st.get(n), 3) for n in names) + " |")
     say()
     say(f"Ratios: (d)/(b) = {rows['d']['seconds'] / b:.2f}, (d')/(b) = "
         f"{rows['d_batch']['seconds'] / b:.2f}, (d'')/(b) = "

@@ -22,6 +22,14 @@ from .trainer import TrainConfig
 _T, _M = TrainConfig, ModelConfig
 
 
+def _say(message: str, err: bool = True) -> None:
+    """A progress or summary line, from rank 0 only under torchrun (one line, not N)."""
+    import os
+
+    if os.environ.get("RANK", "0") == "0":
+        click.echo(message, err=err)
+
+
 def _fail(message: str, status: int = 2) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(status)
@@ -110,7 +118,12 @@ def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, a
           freeze_kernels, novelty_balanced, epochs, patience, lr, max_patches, checkpoint_every,
           augment, augment_variants, seed, device, cache_dir, annotator, namespace, resume,
           overwrite) -> None:
-    """Train a model on CORPUS_DIR (MSAF layout: audio/, references/*.jams)."""
+    """Train a model on CORPUS_DIR (MSAF layout: audio/, references/*.jams).
+
+    \b
+    On N GPUs (or N CPU processes), data-parallel:
+      torchrun --nproc-per-node N -m msaf_learned_ssm.cli train CORPUS_DIR --out M.pt ...
+    """
     import warnings
 
     if resume and overwrite:
@@ -127,11 +140,11 @@ def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, a
                             augment_variants, seed, device, cache_dir, annotator, namespace,
                             resume, overwrite)
     for track_id, reason in result.skipped.items():
-        click.echo(f"skipped {track_id}: {reason}", err=True)
+        _say(f"skipped {track_id}: {reason}")
     best = result.best or {}
-    click.echo(f"stopped ({result.stopped}) after {result.epochs_run} epochs; best "
-               f"epoch {best.get('epoch')}: val HR0.5F {best.get('val_HR0.5F', float('nan')):.3f}"
-               f" HR3F {best.get('val_HR3F', float('nan')):.3f} -> {out}")
+    _say(f"stopped ({result.stopped}) after {result.epochs_run} epochs; best "
+         f"epoch {best.get('epoch')}: val HR0.5F {best.get('val_HR0.5F', float('nan')):.3f}"
+         f" HR3F {best.get('val_HR3F', float('nan')):.3f} -> {out}", err=False)
 
 
 def _run_train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha,
@@ -156,8 +169,7 @@ def _run_train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alp
                              augment=(AugmentConfig(variants=augment_variants).to_dict()
                                       if augment else None))
         given = ctx.get_parameter_source("epochs") == click.core.ParameterSource.COMMANDLINE
-        click.echo(f"training on {len(tracks)} tracks, validating on {len(val_tracks)}",
-                   err=True)
+        _say(f"training on {len(tracks)} tracks, validating on {len(val_tracks)}")
         return run_training(tracks, val_tracks, out, model_config, config,
                             cache_dir=cache_dir or default_cache_dir(corpus_dir),
                             device=device, resume=resume, overwrite=overwrite,

@@ -48,6 +48,8 @@ from msaf_learned_ssm_jams.segments import DURATION_TOL
 
 from .augment import AugmentConfig, draw_augmentation
 from .corpus import FeatureCache, Track
+from .distributed import (DistributedContext, barrier, broadcast_from_main, init_distributed,
+                          shard, shutdown)
 from .losses import joint_loss, novelty_bce, weighted_bce
 from .targets import (ground_truth_novelty, ground_truth_ssm, patch_labels,
                       reference_boundaries)
@@ -365,17 +367,24 @@ def _epoch_example(base: Example, track: Track, cache: FeatureCache, config: Tra
 
 
 def _step(state: TrainState, example: Example, rng: np.random.Generator,
-          dev: torch.device) -> None:
-    """One optimisation step on one track; TrainingDivergedError before a non-finite update."""
+          dev: torch.device, stepper: Optional[torch.nn.Module] = None) -> None:
+    """One optimisation step on one track; TrainingDivergedError before a non-finite update.
+
+    ``stepper``: the module that runs the forward pass (the DDP wrapper of ``state.model``
+    in a distributed run, whose backward pass averages the gradients across ranks).
+    """
     patches, label_ids = _crop(example, state.config.max_patches, rng)
-    losses = training_step(state.model, torch.from_numpy(patches).to(dev), label_ids,
-                           state.config)
+    losses = training_step(stepper or state.model, torch.from_numpy(patches).to(dev),
+                           label_ids, state.config)
     where = f"epoch {state.epoch + 1}, track {example.track_id}"
+    state.optimizer.zero_grad(set_to_none=True)
+    # Backward before the loss check: in a distributed run every rank must join the
+    # gradient all-reduce; a non-finite loss on one rank then makes every rank's averaged
+    # gradient non-finite, so all of them stop below, none hangs.
+    losses["loss"].backward()
     if not torch.isfinite(losses["loss"]):
         raise TrainingDivergedError(f"the loss became {float(losses['loss'].detach())} at {where}: "
                                     f"lower the learning rate (--lr, now {state.config.lr:g})")
-    state.optimizer.zero_grad(set_to_none=True)
-    losses["loss"].backward()
     if not _all_finite([p.grad for p in state.model.parameters()]):
         raise TrainingDivergedError(f"a gradient became non-finite at {where}: lower the "
                                     f"learning rate (--lr, now {state.config.lr:g})")
@@ -438,15 +447,26 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
         Non-finite loss, gradient or weights; nothing non-finite is saved.
     CheckpointError
         A missing or unusable resume state.
+
+    Notes
+    -----
+    Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the run is data-parallel
+    over the ranks; see :mod:`msaf_learned_ssm_training.distributed`.
     """
     paths = run_paths(out)
-    _refuse_existing(paths, resume, overwrite)
-    check_writable_dir(paths[0].parent, "model")
     if not train_tracks:
         raise LearnedSSMError("no training tracks given")
-    with deterministic():
-        return _run(train_tracks, val_tracks, paths, model_config, config, cache_dir,
-                    resolve_device(device), resume, progress, stop_after_steps, on_event, epochs)
+    ctx, dev = init_distributed(resolve_device(device))
+    try:
+        _refuse_existing(paths, resume, overwrite)
+        barrier(ctx)  # every rank has looked before rank 0 writes anything
+        check_writable_dir(paths[0].parent, "model")
+        with deterministic():
+            return _run(train_tracks, val_tracks, paths, model_config, config, cache_dir,
+                        dev, resume, progress and (ctx is None or ctx.is_main),
+                        stop_after_steps, on_event, epochs, ctx)
+    finally:
+        shutdown(ctx)
 
 
 def _start(paths: tuple, model_config: ModelConfig, config: TrainConfig, dev: torch.device,
@@ -466,14 +486,29 @@ def _start(paths: tuple, model_config: ModelConfig, config: TrainConfig, dev: to
 
 
 def _run(train_tracks, val_tracks, paths, model_config, config, cache_dir, dev, resume,
-         progress, stop_after_steps, on_event, epochs) -> TrainResult:
+         progress, stop_after_steps, on_event, epochs,
+         ctx: Optional[DistributedContext] = None) -> TrainResult:
     best_path, state_path, log_path = paths
+    main = ctx is None or ctx.is_main
+    world, rank = (ctx.world_size, ctx.rank) if ctx else (1, 0)
     state = _start(paths, model_config, config, dev, resume, epochs)
     config = state.config
+    stepper = None
+    if ctx is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        stepper = DistributedDataParallel(
+            state.model, device_ids=[dev.index] if dev.type == "cuda" else None)
     cache = FeatureCache(cache_dir, state.model.config)
     skipped: dict[str, str] = {}
+    if not main:
+        barrier(ctx)  # rank 0 fills the feature cache first; the others then read it
     train_examples = _load_examples(train_tracks, cache, config, "train", skipped, progress)
-    val_examples = _load_examples(val_tracks, cache, config, "validation", skipped, progress)
+    # Only rank 0 validates (and broadcasts the scores).
+    val_examples = (_load_examples(val_tracks, cache, config, "validation", skipped, progress)
+                    if main else [])
+    if main:
+        barrier(ctx)
     if not train_examples:
         raise LearnedSSMError("no usable training track: " + "; ".join(
             f"{k}: {v}" for k, v in list(skipped.items())[:5]))
@@ -483,29 +518,35 @@ def _run(train_tracks, val_tracks, paths, model_config, config, cache_dir, dev, 
     while state.epoch < config.epochs:
         started = time.perf_counter()
         order = np.random.default_rng([config.seed, state.epoch]).permutation(len(train_examples))
+        # ``position`` counts steps; one step trains on one track per rank.
+        mine = shard(order, rank, world) if ctx is not None else order
         state.model.train()
-        bar = tqdm(total=len(order), initial=state.position, disable=not progress, leave=False,
+        bar = tqdm(total=len(mine), initial=state.position, disable=not progress, leave=False,
                    desc=f"epoch {state.epoch + 1}/{config.epochs}")
-        while state.position < len(order):
-            base = train_examples[order[state.position]]
+        while state.position < len(mine):
+            base = train_examples[mine[state.position]]
             example = _epoch_example(base, tracks_by_id[base.track_id], cache, config,
                                      state.epoch)
-            _step(state, example, np.random.default_rng([config.seed, state.epoch,
-                                                         state.position]), dev)
+            crop_rng = np.random.default_rng([config.seed, state.epoch,
+                                              state.position * world + rank])
+            _step(state, example, crop_rng, dev, stepper)
             state.position += 1
             steps_done += 1
             bar.update(1)
             bar.set_postfix(loss=f"{state.running['loss'] / state.running['n']:.4f}")
-            if state.position % config.checkpoint_every == 0 and state.position < len(order):
+            if (main and state.position % config.checkpoint_every == 0
+                    and state.position < len(mine)):
                 state.save(state_path)
             if stop_after_steps is not None and steps_done >= stop_after_steps:
-                state.save(state_path)
+                if main:
+                    state.save(state_path)
                 bar.close()
                 return TrainResult(state.history, state.best, state.epoch, "steps", skipped)
         bar.close()
-        record = _end_epoch(state, val_examples, peaks, dev, started, best_path)
-        state.save(state_path)
-        atomic_write_text(log_path, "".join(json.dumps(h) + "\n" for h in state.history))
+        record = _end_epoch(state, val_examples, peaks, dev, started, best_path, ctx)
+        if main:
+            state.save(state_path)
+            atomic_write_text(log_path, "".join(json.dumps(h) + "\n" for h in state.history))
         if on_event is not None:
             on_event("epoch", record)
         if progress:
@@ -519,9 +560,17 @@ def _run(train_tracks, val_tracks, paths, model_config, config, cache_dir, dev, 
 
 
 def _end_epoch(state: TrainState, val_examples: Sequence[Example], peaks: PeakConfig,
-               dev: torch.device, started: float, best_path: Path) -> dict:
-    """Validate, record the epoch, save the model if it is the best; returns the record."""
-    scores = evaluate(state.model, val_examples, peaks, dev) if val_examples else {"score": 0.0}
+               dev: torch.device, started: float, best_path: Path,
+               ctx: Optional[DistributedContext] = None) -> dict:
+    """Validate, record the epoch, save the model if it is the best; returns the record.
+
+    In a distributed run rank 0 validates and every rank gets its scores, so that all of
+    them keep the same history and stop together; only rank 0 writes.
+    """
+    main = ctx is None or ctx.is_main
+    scores = (evaluate(state.model, val_examples, peaks, dev) if main and val_examples
+              else {"score": 0.0})
+    scores = broadcast_from_main(scores, ctx)
     record = {"epoch": state.epoch + 1,
               **{k: state.running[k] / max(state.running["n"], 1)
                  for k in ("loss", "ssm_loss", "novelty_loss")},
@@ -530,8 +579,10 @@ def _end_epoch(state: TrainState, val_examples: Sequence[Example], peaks: PeakCo
     state.history.append(record)
     if state.best is None or scores["score"] > state.best["val_score"] + 1e-9:
         state.best, state.stale = dict(record), 0
-        atomic_torch_save(checkpoint_dict(state.model, epoch=state.epoch + 1, metrics=record,
-                                          train_config=asdict(state.config)), best_path)
+        if main:
+            atomic_torch_save(checkpoint_dict(state.model, epoch=state.epoch + 1,
+                                              metrics=record,
+                                              train_config=asdict(state.config)), best_path)
     else:
         state.stale += 1
     state.epoch, state.position, state.running = state.epoch + 1, 0, _zero_running()
