@@ -144,7 +144,26 @@ def load_audio(path: PathLike, sample_rate: int = 22050, n_threads: Optional[int
         raise AudioLoadError(f"{path}: {n_bad} samples are NaN or infinite")
     y = data.mean(axis=0) if data.shape[0] > 1 else data[0]
     if native_sr != sample_rate:
-        import librosa
-
-        y = librosa.resample(y, orig_sr=native_sr, target_sr=sample_rate)
+        y = resample(y, native_sr, sample_rate)
     return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """``librosa.resample(y, orig_sr=..., target_sr=...)`` (soxr, high quality), without
+    importing librosa (its numba kernels cost seconds in a fresh process).
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_samples,)
+
+    Returns
+    -------
+    np.ndarray, shape (ceil(n_samples * target_sr / orig_sr),), float32
+    """
+    import soxr
+
+    n_out = int(np.ceil(y.shape[-1] * float(target_sr) / orig_sr))
+    y_hat = soxr.resample(np.asarray(y, dtype=np.float32), orig_sr, target_sr, quality="soxr_hq")
+    if y_hat.shape[-1] > n_out:  # as librosa.util.fix_length
+        return y_hat[:n_out]
+    return np.pad(y_hat, (0, n_out - y_hat.shape[-1]))

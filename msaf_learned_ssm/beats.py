@@ -6,9 +6,10 @@ convolutional network (dilated 1-D convolutions, residual, non-causal; after Dav
 Boeck, "Temporal convolutional networks for musical audio beat tracking", EUSIPCO 2019)
 gives two activations per frame: beat and downbeat. Decoding:
 
-1. beats: librosa's dynamic-programming beat tracker (Ellis 2007) run on the beat
-   activation instead of an onset-strength envelope, then each beat moved to the
-   activation's local maximum with parabolic interpolation (sub-frame times);
+1. beats: the dynamic-programming beat tracker of Ellis (2007) (as librosa's, in numpy)
+   run on the beat activation instead of an onset-strength envelope, with the tempo from
+   the activation's autocorrelation; then each beat moved to the activation's local
+   maximum with parabolic interpolation (sub-frame times);
 2. bar positions: a Viterbi pass over the beats with states (metre in {3, 4}, position in
    the bar) and the downbeat activation as observation; a bar may restart early (an
    irregular bar) with a small probability.
@@ -272,6 +273,114 @@ def bar_positions(downbeat_strength: np.ndarray, meters: Sequence[int] = (3, 4),
     return np.array([states[s][1] for s in path], dtype=int)
 
 
+def beat_period(activation: np.ndarray, frame_rate: float, min_bpm: float, max_bpm: float,
+                start_bpm: float = 120.0, std_octaves: float = 1.0) -> float:
+    """Beat period (frames) of an activation: the autocorrelation peak within the tempo
+    range, weighted by a log-normal tempo prior (as ``librosa.feature.tempo``).
+
+    Parameters
+    ----------
+    activation : np.ndarray, shape (F,)
+    frame_rate : float
+        Frames per second.
+    min_bpm, max_bpm : float
+        Tempo range.
+    start_bpm, std_octaves : float
+        Centre and width (octaves) of the prior.
+
+    Returns
+    -------
+    float
+        Frames per beat (sub-frame, parabolic interpolation of the peak).
+    """
+    x = np.asarray(activation, dtype=float)
+    x = x - x.mean()
+    n = len(x)
+    spectrum = np.fft.rfft(x, 2 * n)
+    ac = np.fft.irfft(np.abs(spectrum) ** 2)[:n]
+    lo = max(1, int(np.floor(60.0 * frame_rate / max_bpm)))
+    hi = min(n - 2, int(np.ceil(60.0 * frame_rate / min_bpm)))
+    if hi <= lo:
+        return 60.0 * frame_rate / start_bpm
+    lags = np.arange(lo, hi + 1)
+    bpm = 60.0 * frame_rate / lags
+    prior = np.exp(-0.5 * (np.log2(bpm / start_bpm) / std_octaves) ** 2)
+    k = int(np.argmax(ac[lags] * prior))
+    lag = float(lags[k])
+    if 0 < k < len(lags) - 1:
+        a, b, c = ac[lags[k] - 1], ac[lags[k]], ac[lags[k] + 1]
+        curvature = a - 2 * b + c
+        if curvature < 0:
+            lag += float(np.clip(0.5 * (a - c) / curvature, -0.5, 0.5))
+    return lag
+
+
+def dp_beats(activation: np.ndarray, period: float, tightness: float = 100.0) -> np.ndarray:
+    """Beat frames by dynamic programming (Ellis, "Beat tracking by dynamic programming",
+    JNMR 2007; the algorithm of ``librosa.beat.beat_track``, in numpy).
+
+    Each frame's score is its (smoothed, normalised) activation plus the best score of a
+    predecessor between ``period / 2`` and ``2 * period`` frames before it, penalised by
+    ``tightness * log(interval / period) ** 2``.
+
+    Parameters
+    ----------
+    activation : np.ndarray, shape (F,)
+    period : float
+        Frames per beat.
+    tightness : float
+        How strictly the intervals follow ``period``.
+
+    Returns
+    -------
+    np.ndarray of int
+        Increasing beat frames (empty when the activation is flat).
+    """
+    x = np.asarray(activation, dtype=float)
+    n = len(x)
+    if n == 0 or not np.any(x > 0):
+        return np.zeros(0, dtype=int)
+    x = x / (x.std(ddof=1) + 1e-12)
+    p = max(int(round(period)), 2)
+    window = np.exp(-0.5 * (np.arange(-p, p + 1) * 32.0 / p) ** 2)
+    local = np.convolve(x, window, mode="same")
+    d_min, d_max = max(int(round(p / 2)), 1), 2 * p
+    offsets = np.arange(d_min, d_max + 1)
+    penalty = tightness * (np.log(offsets) - np.log(p)) ** 2
+    cumscore = np.empty(n)
+    backlink = np.full(n, -1, dtype=int)
+    threshold = 0.01 * local.max()
+    first = True
+    for i in range(n):
+        lo, hi = i - d_max, i - d_min
+        if hi >= 0:
+            locs = np.arange(max(lo, 0), hi + 1)
+            scores = cumscore[locs] - penalty[i - locs - d_min]
+            k = int(np.argmax(scores))
+            cumscore[i] = local[i] + scores[k]
+            best = int(locs[k])
+        else:
+            cumscore[i] = local[i]
+            best = -1
+        if first and local[i] < threshold:
+            backlink[i] = -1
+        else:
+            backlink[i] = best
+            first = False
+    # The last beat: the last local maximum of the cumulative score above half the median
+    # of the local maxima (as librosa).
+    peaks = np.flatnonzero((cumscore[1:-1] > cumscore[:-2]) & (cumscore[1:-1] >= cumscore[2:])) + 1
+    if peaks.size == 0:
+        return np.zeros(0, dtype=int)
+    good = peaks[cumscore[peaks] >= 0.5 * np.median(cumscore[peaks])]
+    beats = []
+    i = int(good[-1])
+    while i >= 0:
+        beats.append(i)
+        i = int(backlink[i])
+    return np.array(beats[::-1], dtype=int)
+
+
 def decode_beats(activations: np.ndarray, times: np.ndarray, config: BeatConfig = BeatConfig()
                  ) -> Beats:
     """Beat grid with bar positions from the tracker's activations.
@@ -289,8 +398,6 @@ def decode_beats(activations: np.ndarray, times: np.ndarray, config: BeatConfig 
     Beats
         Empty when no beat is found (silence, very short audio).
     """
-    import librosa
-
     activations = np.asarray(activations, dtype=float)
     if activations.ndim != 2 or activations.shape[0] != 2 or activations.shape[1] != len(times):
         raise ValueError(f"activations must have shape (2, {len(times)}), "
@@ -301,20 +408,15 @@ def decode_beats(activations: np.ndarray, times: np.ndarray, config: BeatConfig 
     empty = Beats(np.zeros(0), np.zeros(0, dtype=int))
     if len(times) < 8 or beat_act.max() < 0.05:
         return empty
-    cfg = config.model_config
-    hop = cfg.hop_length * config.frames_per_frame
-    # The prior keeps the DP inside the configured tempo range.
-    import scipy.stats
-    centre = 0.5 * (config.min_bpm + config.max_bpm)
-    prior = scipy.stats.uniform(config.min_bpm, config.max_bpm - config.min_bpm)
-    _, frames = librosa.beat.beat_track(onset_envelope=beat_act, sr=cfg.sample_rate,
-                                        hop_length=hop, start_bpm=min(centre, 120.0),
-                                        prior=prior, trim=False, units="frames")
-    frames = np.asarray(frames, dtype=int)
+    # numpy, not librosa.beat: librosa's numba kernels take seconds to compile in every
+    # new process, more than the whole analysis of a track (bench/results/speed.md).
+    frame_rate = 1.0 / config.frame_sec
+    period = beat_period(beat_act, frame_rate, config.min_bpm, config.max_bpm)
+    frames = dp_beats(beat_act, period)
     if frames.size == 0:
         return empty
     # The DP places beats through silences too: keep those where the network hears a beat
-    # nearby, trimming weak beats at the ends only (as librosa's trim does).
+    # nearby, trimming weak beats at the ends only.
     strength = np.array([beat_act[max(f - 1, 0): f + 2].max() for f in frames])
     strong = np.flatnonzero(strength >= 0.1)
     if strong.size == 0:

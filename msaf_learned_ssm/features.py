@@ -50,21 +50,62 @@ class Patches:
 STFT_BLOCK_FRAMES = 512
 
 
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default, ``htk=False``): linear below 1 kHz, log above."""
+    hz = np.asarray(hz, dtype=float)
+    mel = hz / (200.0 / 3)
+    log_region = hz >= 1000.0
+    return np.where(log_region, 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0)
+                    / (np.log(6.4) / 27.0), mel)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=float)
+    return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0)),
+                    (200.0 / 3) * mel)
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmax: float,
+                   fmin: float = 0.0) -> np.ndarray:
+    """Triangular mel filters with Slaney's area normalisation, float32.
+
+    The same matrix as ``librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels,
+    fmin=fmin, fmax=fmax)`` (``tests/test_front_end.py``), computed here without importing
+    librosa, whose numba kernels take over a second to compile in a fresh process.
+
+    Returns
+    -------
+    np.ndarray, shape (n_mels, 1 + n_fft // 2)
+    """
+    fft_freqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, None]
+    return weights.astype(np.float32)
+
+
+def periodic_hann(n: int) -> np.ndarray:
+    """Periodic Hann window of ``n`` samples (``scipy.signal.get_window("hann", n)``)."""
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)).astype(np.float32)
+
+
 @functools.lru_cache(maxsize=8)
 def _mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmax: float
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Periodic Hann window (n_fft,) and librosa's mel filters, float32.
+    """Periodic Hann window (n_fft,) and the mel filters, float32.
 
     The filters are returned as (2 * n_bins, n_mels) with each row repeated twice and the
     bins above the last non-zero one dropped, so that the squared real and imaginary
     parts of the used FFT bins (:func:`_interleaved_spectrum`) project straight to mel
     power in one matrix product.
     """
-    import librosa
-
-    basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmax=fmax)
+    basis = mel_filterbank(sample_rate, n_fft, n_mels, fmax)
     n_bins = int(np.flatnonzero(basis.any(axis=0)).max()) + 1
-    window = librosa.filters.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+    window = periodic_hann(n_fft)
     projection = np.ascontiguousarray(np.repeat(basis[:, :n_bins], 2, axis=1).T,
                                       dtype=np.float32)
     window.setflags(write=False)  # shared by every call (lru_cache)

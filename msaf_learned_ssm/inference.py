@@ -40,6 +40,12 @@ from .sync import SYNC_MODES, check_sync, sync_boundaries
 #: Patches per convolution call on the CPU (see Analyzer.__init__).
 CPU_CONV_CHUNK = 16
 
+#: ``precision`` -> autocast dtype (None: plain float32).
+_AUTOCAST_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: Largest difference of the novelty curve (probabilities in [0, 1]) between a mixed
+#: precision run and float32 that the tests accept.
+MIXED_PRECISION_TOLERANCE = 0.01
+
 
 class ShortAudioWarning(UserWarning):
     """The audio is too short (or silent) to be segmented: one segment is returned."""
@@ -154,6 +160,10 @@ class Analyzer:
         Default: the model file's own (``sync`` in the file), else ``"frame"``.
     beat_model : path-like or BeatTCN, optional
         Beat tracker for the beat and bar modes (default: the shipped one).
+    precision : {"float32", "bfloat16", "float16"}
+        Arithmetic of the encoder and novelty head: float32, or mixed precision
+        (``torch.autocast``) for throughput on GPUs; the novelty curve stays within
+        :data:`MIXED_PRECISION_TOLERANCE` of float32 (``tests/test_mixed_precision.py``).
 
     Attributes
     ----------
@@ -171,7 +181,12 @@ class Analyzer:
     def __init__(self, model: Union[PathLike, SSMNet, None] = None,
                  device: Union[str, torch.device] = "auto",
                  peaks: Optional[PeakConfig] = None, sync: Optional[str] = None,
-                 beat_model: Union[PathLike, "BeatTCN", None] = None) -> None:
+                 beat_model: Union[PathLike, "BeatTCN", None] = None,
+                 precision: str = "float32") -> None:
+        if precision not in _AUTOCAST_DTYPES:
+            raise ConfigError(f"precision must be one of {', '.join(_AUTOCAST_DTYPES)}, "
+                              f"got {precision!r}")
+        self.precision = precision
         self.device = resolve_device(device)
         if isinstance(model, SSMNet):
             # A copy: the CPU layout settings below must not change the caller's module.
@@ -251,7 +266,10 @@ class Analyzer:
         if not np.any(patches.data):
             return _trivial(patches, source, "audio is silent (constant features)")
         x = torch.from_numpy(patches.data).to(self.device)
-        embeddings, novelty = self.model(x)
+        dtype = _AUTOCAST_DTYPES[self.precision]
+        with torch.autocast(self.device.type, dtype=dtype or torch.float32,
+                            enabled=dtype is not None):
+            embeddings, novelty = self.model(x)
         novelty_np = novelty.float().cpu().numpy()
         if not np.all(np.isfinite(novelty_np)):
             raise CheckpointError(f"{self.identity['name']}: the model gives a "

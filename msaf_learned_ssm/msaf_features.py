@@ -19,17 +19,23 @@ features it raises MSAF's, librosa's or audioread's error, before this plugin ru
 
 from __future__ import annotations
 
-import librosa
 import numpy as np
 from msaf import config as msaf_config
-from msaf.base import Features
+from msaf.base import Features, FeatureTypes
 
 from .audio import load_audio
 from .errors import AudioLoadError
 
 
 class LearnedSSMGrid(Features):
-    """Frame-wise RMS energy on MSAF's frame grid (shape (N, 1))."""
+    """Frame-wise RMS energy on MSAF's frame grid (shape (N, 1)).
+
+    Computed without librosa (whose numba kernels take seconds to compile in a fresh
+    process): the audio through this package's loader, RMS, frame times and the
+    beat-synchronous average in numpy, the beats from the package's tracker. The values
+    equal MSAF's way of computing them (``librosa.load``, ``librosa.feature.rms``,
+    ``librosa.util.sync``; ``tests/test_msaf_plugin.py``).
+    """
 
     def __init__(self, file_struct, feat_type, sr=msaf_config.sample_rate,
                  hop_length=msaf_config.hop_size):
@@ -41,37 +47,76 @@ class LearnedSSMGrid(Features):
         return "learned_ssm"
 
     def _compute_all_features(self) -> None:
-        # MSAF decodes the audio with librosa.load; on a bad file that raises audioread's
-        # NoBackendError (no message) or librosa's ParameterError (NaN samples). Ask this
-        # package's loader what is wrong so that the caller gets an AudioLoadError naming
-        # the file; this costs nothing on good files. A file the loader accepts re-raises
-        # MSAF's own error unchanged.
-        try:
-            super()._compute_all_features()
-        except Exception:
-            load_audio(self.file_struct.audio_file, self.sr)
-            raise
+        # As msaf.base.Features._compute_all_features, with the package's loader (a bad
+        # file raises AudioLoadError naming it, where MSAF's path raises audioread's
+        # NoBackendError without a message, or librosa's ParameterError on NaN samples).
+        self._audio = load_audio(self.file_struct.audio_file, self.sr)
+        self.dur = len(self._audio) / float(self.sr)
+        feat_type = self.feat_type
+        self.feat_type = FeatureTypes.framesync
+        self._framesync_features = self.compute_features()
+        self.feat_type = feat_type
+        self._compute_framesync_times()
+        self._est_beats_times, self._est_beats_frames = self.estimate_beats()
+        self._ann_beats_times, self._ann_beats_frames = self.read_ann_beats()
+        self._est_beatsync_features, self._est_beatsync_times = \
+            self.compute_beat_sync_features(self._est_beats_frames, self._est_beats_times, True)
+        self._ann_beatsync_features, self._ann_beatsync_times = \
+            self.compute_beat_sync_features(self._ann_beats_frames, self._ann_beats_times, True)
+
+    def _compute_framesync_times(self) -> None:
+        n = self._framesync_features.shape[0]
+        self._framesync_times = np.arange(n) * self.hop_length / float(self.sr)
 
     def estimate_beats(self) -> tuple[np.ndarray, np.ndarray]:
         """Beat times (s) and MSAF frame indices from the package's beat tracker."""
+        from .audio import resample
         from .beats import shared_tracker
 
         tracker = shared_tracker()
         y = self._audio
-        if self.sr != tracker.config.model_config.sample_rate:
-            y = librosa.resample(y, orig_sr=self.sr,
-                                 target_sr=tracker.config.model_config.sample_rate)
+        target = tracker.config.model_config.sample_rate
+        if self.sr != target:
+            y = resample(y, self.sr, target)
         times = tracker.track(np.asarray(y, dtype=np.float32)).times
-        frames = librosa.time_to_frames(times, sr=self.sr, hop_length=self.hop_length)
+        # librosa.time_to_frames: samples truncated, then floor-divided by the hop.
+        frames = (times * self.sr).astype(int) // self.hop_length
         # As MSAF's estimate_beats: no beat at frame 0 (MSAF adds the track start itself).
         keep = frames > 0
         return times[keep], frames[keep]
+
+    def compute_beat_sync_features(self, beat_frames, beat_times, pad):
+        """Mean of the frames between consecutive beats (``librosa.util.sync`` with
+        ``np.mean``), and the beat times (the track end appended when padded)."""
+        if beat_frames is None:
+            return None, None
+        feats = self._framesync_features
+        n = feats.shape[0]
+        edges = np.unique(np.clip(np.asarray(beat_frames, dtype=int), 0, n))
+        if pad:
+            edges = np.union1d(edges, [0, n])
+        synced = np.stack([feats[a:b].mean(axis=0) for a, b in zip(edges[:-1], edges[1:])
+                           if b > a]) if len(edges) > 1 else feats[:0]
+        times = np.copy(beat_times)
+        if times.shape[0] != synced.shape[0]:
+            times = np.concatenate((times, [self._framesync_times[-1]]))
+        return synced, times
 
     def compute_features(self) -> np.ndarray:
         if self._audio is None or len(self._audio) == 0:
             # MSAF would go on and return an empty segmentation; a 0-sample file is an error.
             raise AudioLoadError(f"{self.file_struct.audio_file}: the file decodes to zero "
                                  "samples")
-        rms = librosa.feature.rms(y=self._audio, frame_length=2 * self.hop_length,
-                                  hop_length=self.hop_length)
-        return rms.T.astype(np.float64)
+        return frame_rms(self._audio, 2 * self.hop_length, self.hop_length)[:, None]
+
+
+def frame_rms(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
+    """``librosa.feature.rms(y=y, frame_length=..., hop_length=...)[0]`` in numpy, float64.
+
+    Centred frames (``frame_length // 2`` zeros on each side), one every ``hop_length``
+    samples: shape ``(1 + len(y) // hop_length,)``.
+    """
+    y = np.pad(np.asarray(y, dtype=np.float64), frame_length // 2)
+    n = 1 + (len(y) - frame_length) // hop_length
+    frames = np.lib.stride_tricks.sliding_window_view(y, frame_length)[::hop_length][:n]
+    return np.sqrt(np.mean(frames ** 2, axis=1))

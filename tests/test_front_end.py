@@ -116,3 +116,28 @@ def test_eval_conv_path_equals_training_path(slope):
     with torch.inference_mode():
         expected = F.normalize(torch.tanh(model.encoder.conv(x[:, None]).flatten(1)), dim=1)
         torch.testing.assert_close(model.encoder(x), expected, atol=1e-6, rtol=1e-6)
+
+
+def test_mel_filters_and_window_equal_librosa_without_importing_it():
+    import librosa
+
+    from msaf_learned_ssm.features import mel_filterbank, periodic_hann
+
+    for sr, n_fft, n_mels, fmax in [(22050, 2048, 80, 8000.0), (16000, 1024, 64, 7000.0)]:
+        ours = mel_filterbank(sr, n_fft, n_mels, fmax)
+        ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmax=fmax)
+        assert ours.dtype == ref.dtype and ours.shape == ref.shape
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(periodic_hann(2048),
+                               librosa.filters.get_window("hann", 2048, fftbins=True), atol=1e-7)
+
+
+def test_resample_equals_librosa_resample():
+    import librosa
+
+    from msaf_learned_ssm.audio import resample
+
+    y = np.random.default_rng(0).standard_normal(12345).astype(np.float32)
+    for orig, target in [(44100, 22050), (48000, 22050), (16000, 22050)]:
+        np.testing.assert_array_equal(resample(y, orig, target),
+                                      librosa.resample(y, orig_sr=orig, target_sr=target))

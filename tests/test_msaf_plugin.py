@@ -183,3 +183,23 @@ def test_plugin_settings_come_from_the_dataclasses_and_the_model():
     assert msaf_plugin.peak_config(changed, model_peaks) == PeakConfig(8.0, 5.0, 1.5)
     fine = msaf_plugin.fine_peak_config(msaf_plugin.config, model_peaks)
     assert fine == PeakConfig(8.0, FINE_LEVEL_PEAKS.min_distance_sec, FINE_LEVEL_PEAKS.threshold)
+
+
+def test_learned_ssm_feature_matches_msafs_own_computations():
+    """The feature computes RMS and beat-synchronous means without librosa; same values."""
+    import librosa
+
+    from msaf_learned_ssm.msaf_features import LearnedSSMGrid, frame_rms
+
+    y = np.random.default_rng(0).standard_normal(22050 * 5 + 123).astype(np.float32)
+    np.testing.assert_allclose(frame_rms(y, 2048, 1024),
+                               librosa.feature.rms(y=y, frame_length=2048, hop_length=1024)[0],
+                               atol=1e-6)
+    grid = LearnedSSMGrid.__new__(LearnedSSMGrid)
+    grid._framesync_features = np.random.default_rng(1).standard_normal((100, 1))
+    grid._framesync_times = np.arange(100) * 1024 / 22050
+    beats = np.array([3, 10, 50, 99])
+    synced, times = grid.compute_beat_sync_features(beats, grid._framesync_times[beats], True)
+    np.testing.assert_allclose(synced, librosa.util.sync(grid._framesync_features.T, beats,
+                                                         pad=True).T)
+    assert len(times) == len(synced)
