@@ -4,7 +4,8 @@ Runs MSAF's own batch processing (``msaf.process`` on a dataset folder) and eval
 (``msaf.eval.process``) on the POP909 test split for: the default model, the author's
 published checkpoints (when ``../shared`` has them), and MSAF's foote, sf, olda, scluster,
 cnmf and vmo, all in the same feature mode; ``learned_ssm`` is also shown in the other
-mode (frame- vs beat-synchronous). Scores annotator 2 against annotator 1 (the human
+mode (frame- vs beat-synchronous), and in each of its sync modes (``ssm_sync`` = frame,
+beat, bar: boundaries at novelty peaks, beats or bar lines). Scores annotator 2 against annotator 1 (the human
 ceiling) and the Sargon recording too. Label metrics compare ``learned_ssm`` labels with
 fmc2d, scluster and cnmf on the annotated boundaries.
 
@@ -308,6 +309,13 @@ def main(argv=None) -> int:
     df, sec = run_algorithm(ds, "learned_ssm", None, args.feature, other, args.n_jobs)
     results.append((f"learned_ssm (default), {'framesync' if other else 'beatsync'}",
                     df, sec))
+    # Each sync mode of the default model, in MSAF's framesync mode (MSAF's frames are
+    # 46 ms, so the placement is the model's own and not moved again to MSAF's beats).
+    for sync in ("frame", "beat", "bar"):
+        df, sec = run_algorithm(ds, "learned_ssm", None, args.feature, True, args.n_jobs,
+                                {"ssm_sync": sync})
+        results.append((f"learned_ssm (default), ssm_sync={sync}, framesync", df, sec))
+        print(results[-1][0], df["HitRate_t0.5F"].mean(), df["HitRate_t3F"].mean())
     if not args.skip_msaf:
         for algo in MSAF_BOUNDARY_ALGOS:
             try:
