@@ -275,7 +275,8 @@ def main(argv=None) -> int:
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "work")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--skip-msaf", action="store_true", help="only the learned models")
+    parser.add_argument("--skip-msaf", action="store_true",
+                        help="only the learned models (boundaries, labels, hierarchy)")
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -330,7 +331,7 @@ def main(argv=None) -> int:
     results.append(("annotator 2 vs annotator 1", human, None))
 
     labels = []
-    for algo in LABEL_ALGOS:
+    for algo in (["learned_ssm"] if args.skip_msaf else LABEL_ALGOS):
         try:
             df = labels_on_reference_boundaries(ds, algo, args.feature, args.framesync)
             labels.append((f"{algo} on annotated boundaries", df))
@@ -339,7 +340,8 @@ def main(argv=None) -> int:
     labels.append(("annotator 2 vs annotator 1", human))
 
     hier = []
-    for algo in ("learned_ssm", "scluster"):  # MSAF's hierarchical algorithms that label
+    for algo in ("learned_ssm",) if args.skip_msaf else ("learned_ssm", "scluster"):
+        # MSAF's hierarchical algorithms that label
         try:
             hier.append((algo, hierarchical_scores(ds, algo, args.feature, args.framesync,
                                                    args.n_jobs)))

@@ -33,8 +33,10 @@ GRID = {
 }
 
 
-def novelty_curves(model_path: str, corpus: Path, ids: list, cache_dir: Path):
-    """[(novelty (T,), patch times (T,), duration s, reference boundaries)] per song."""
+def novelty_curves(model_path: str, corpus: Path, ids: list, cache_dir: Path,
+                   sync: str = "frame"):
+    """[(novelty (T,), patch times (T,), duration s, reference boundaries, beats or None)]
+    per song (beats from the package's tracker when ``sync`` is not frame)."""
     import torch
 
     from msaf_learned_ssm.inference import Analyzer
@@ -48,19 +50,30 @@ def novelty_curves(model_path: str, corpus: Path, ids: list, cache_dir: Path):
         for track in find_tracks(corpus, ids, allow_missing=True):
             ex = load_example(track, cache, TrainConfig())
             _, novelty = analyzer.model(torch.from_numpy(ex.patches))
-            out.append((novelty.numpy(), ex.patch_times, ex.duration, ex.boundaries))
+            beats = None
+            if sync != "frame":
+                from msaf_learned_ssm.audio import load_audio
+                from msaf_learned_ssm.features import log_mel, standardize_bands
+
+                y = load_audio(track.audio, analyzer.config.sample_rate)
+                beats = analyzer.tracker.track_mel(
+                    standardize_bands(log_mel(y, analyzer.config)))
+            out.append((novelty.numpy(), ex.patch_times, ex.duration, ex.boundaries, beats))
     return analyzer, out
 
 
-def score(curves, hop_sec: float, peaks) -> tuple[float, float]:
+def score(curves, hop_sec: float, peaks, sync: str = "frame") -> tuple[float, float]:
     """Mean trimmed HR0.5F and HR3F over the songs with these peak settings."""
     import mir_eval
 
     from msaf_learned_ssm.peaks import novelty_to_boundaries
+    from msaf_learned_ssm.sync import sync_boundaries
 
     f05, f3 = [], []
-    for novelty, times, duration, ref in curves:
+    for novelty, times, duration, ref, beats in curves:
         _, est = novelty_to_boundaries(novelty, times, duration, hop_sec, peaks)
+        if beats is not None:
+            est = sync_boundaries(est, beats, sync)
         r, e = np.stack([ref[:-1], ref[1:]], 1), np.stack([est[:-1], est[1:]], 1)
         f05.append(mir_eval.segment.detection(r, e, window=0.5, trim=True)[2])
         f3.append(mir_eval.segment.detection(r, e, window=3.0, trim=True)[2])
@@ -80,23 +93,26 @@ def main(argv=None) -> int:
                              "so that settings do not fit the drums' strong cues alone).")
     parser.add_argument("--ids", type=Path, default=ROOT / "training" / "splits" / "val.txt")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "cache" / "band")
+    parser.add_argument("--sync", choices=["frame", "beat", "bar"], default="frame",
+                        help="Score the boundaries placed this way (tune for that mode).")
     parser.add_argument("--write", type=Path, default=None,
                         help="Save a copy of the model with the best settings here.")
     args = parser.parse_args(argv)
     curves = []
     for corpus in args.corpus:
-        analyzer, more = novelty_curves(args.model, corpus, read_id_list(args.ids), args.cache_dir)
+        analyzer, more = novelty_curves(args.model, corpus, read_id_list(args.ids),
+                                        args.cache_dir, args.sync)
         curves += more
     hop = analyzer.config.patch_hop_sec
     rows = []
     for values in itertools.product(*GRID.values()):
         peaks = PeakConfig(**dict(zip(GRID, values)))
-        f05, f3 = score(curves, hop, peaks)
+        f05, f3 = score(curves, hop, peaks, args.sync)
         rows.append((0.5 * (f05 + f3), f05, f3, peaks))
     rows.sort(key=lambda r: -r[0])
-    own = score(curves, hop, analyzer.peaks)
+    own = score(curves, hop, analyzer.peaks, args.sync)
     names = " + ".join(c.name for c in args.corpus)
-    print(f"{len(curves)} validation tracks of {names}; the model's current settings "
+    print(f"sync {args.sync}: {len(curves)} validation tracks of {names}; the model's current settings "
           f"{analyzer.peaks.to_dict()}: HR0.5F {own[0]:.3f} HR3F {own[1]:.3f}\n")
     print("| mean half (s) | min distance (s) | threshold | HR0.5F | HR3F |\n|---|---|---|---|---|")
     for _, f05, f3, p in rows[:10]:
@@ -105,7 +121,9 @@ def main(argv=None) -> int:
     if args.write is not None:
         data = read_checkpoint(args.model)
         data["peaks"] = rows[0][3].to_dict()
-        data["peaks_selected_on"] = (f"{len(curves)} tracks of {args.ids.name} in {names}: "
+        data["sync"] = args.sync
+        data["peaks_selected_on"] = (f"{len(curves)} tracks of {args.ids.name} in {names}, "
+                                     f"sync {args.sync}: "
                                      f"HR0.5F {rows[0][1]:.3f}, HR3F {rows[0][2]:.3f}")
         atomic_torch_save(data, args.write)
         print(f"\nwrote {args.write} with peaks {data['peaks']}")

@@ -5,7 +5,9 @@ computed once and then placed by each mode:
 
 - ``frame``: the novelty peaks (what the package did before beat tracking);
 - ``beat``: each boundary moved to the nearest estimated beat (``sync="beat"``);
-- ``bar``: moved to the nearest estimated downbeat (``sync="bar"``);
+- ``bar``: moved to the nearest estimated downbeat when it is at most
+  ``sync.BAR_SNAP_BEATS`` beat periods away, else to the nearest beat (``sync="bar"``);
+  ``bar, <= k beats``: the same with other values of that limit;
 - ``bar-peaks``: peaks picked on the novelty curve pooled per estimated bar (the maximum
   within half a bar of each downbeat), the same peak settings counted in bars: a
   bar-synchronous peak picker;
@@ -36,7 +38,10 @@ SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-MODES = ("frame", "beat", "bar", "bar-peaks", "true bars")
+#: Other values of sync.BAR_SNAP_BEATS compared (2 beats: always the nearest downbeat in 4/4).
+BAR_SNAP_VARIANTS = (1.5, 2.0)
+MODES = ("frame", "beat", "bar") + tuple(f"bar, <= {k:g} beats" for k in BAR_SNAP_VARIANTS) \
+    + ("bar-peaks", "true bars")
 
 
 def bar_peak_boundaries(novelty, patch_times, downbeats, duration, peaks, hop_sec) -> np.ndarray:
@@ -62,6 +67,8 @@ def song_boundaries(analyzer, patches, beats, ref_down) -> dict:
     out = {"frame": frame.boundaries,
            "beat": sync_boundaries(frame.boundaries, beats, "beat"),
            "bar": sync_boundaries(frame.boundaries, beats, "bar")}
+    for k in BAR_SNAP_VARIANTS:
+        out[f"bar, <= {k:g} beats"] = sync_boundaries(frame.boundaries, beats, "bar", k)
     bp = bar_peak_boundaries(frame.novelty, frame.patch_times, beats.downbeats,
                              frame.duration, analyzer.peaks, analyzer.config.patch_hop_sec)
     out["bar-peaks"] = bp if bp is not None else frame.boundaries
@@ -120,6 +127,10 @@ def main(argv=None) -> int:
     parser.add_argument("--sargon", action="store_true", help="Also the Sargon recording.")
     parser.add_argument("--tracker", default=None, help="Beat tracker file (default shipped).")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sync.md")
+    parser.add_argument("--write-sync", type=Path, default=None, metavar="OUT",
+                        help="Save a copy of the first --model whose `sync` is the mode "
+                             "(frame, beat, bar) with the best pooled validation mean of "
+                             "HR0.5F and HR3F, among those whose HR3F is not below frame's.")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     analyzers = {m: Analyzer(m, "cpu", beat_model=args.tracker) for m in args.model}
@@ -158,10 +169,33 @@ def main(argv=None) -> int:
                  if pooled else "- | -")
             lines.append(f"| {Path(model).name} | {mode} | " + " | ".join(cells) + f" | {p} |")
             print(lines[-1], flush=True)
+    if args.write_sync is not None:
+        lines += ["", choose_and_write_sync(args.model[0], sets, args.write_sync)]
+        print(lines[-1])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
     return 0
+
+
+def choose_and_write_sync(model: str, sets: dict, out: Path) -> str:
+    """Pick the model's sync mode on the pooled validation songs and store it in a copy."""
+    from msaf_learned_ssm.checkpoint import atomic_torch_save, read_checkpoint
+    from msaf_learned_ssm.model_files import resolve_model
+
+    pooled = {mode: [s for n in sets if n != "Sargon" for s in sets[n][model][mode]]
+              for mode in ("frame", "beat", "bar")}
+    mean = {mode: (np.mean([a for a, _ in v]), np.mean([b for _, b in v]))
+            for mode, v in pooled.items()}
+    allowed = [m for m in mean if mean[m][1] >= mean["frame"][1] - 1e-9]
+    best = max(allowed, key=lambda m: sum(mean[m]))
+    data = read_checkpoint(resolve_model(model))
+    data["sync"] = best
+    atomic_torch_save(data, out)
+    return (f"Chosen sync for `{Path(model).name}` (pooled validation, best mean of HR0.5F and "
+            f"HR3F with HR3F not below frame's): **{best}** "
+            f"({mean[best][0]:.3f} / {mean[best][1]:.3f}; frame {mean['frame'][0]:.3f} / "
+            f"{mean['frame'][1]:.3f}); written to `{out}`.")
 
 
 if __name__ == "__main__":

@@ -23,24 +23,46 @@ def check_sync(sync: str) -> str:
     return sync
 
 
-def sync_boundaries(boundaries: np.ndarray, beats: "Beats", sync: str) -> np.ndarray:
-    """Move inner boundaries (s) to the nearest beat or downbeat of ``beats``.
+#: In bar mode, a boundary moves to the nearest downbeat only when that downbeat is at
+#: most this many beat periods away; otherwise to the nearest beat. A tracker that gets the
+#: bar's phase wrong (half a bar off: two beats in 4/4) then costs little, while a right
+#: downbeat still catches the boundaries near it. Chosen on validation
+#: (``bench/results/sync.md``).
+BAR_SNAP_BEATS = 1.0
 
-    A boundary moves by at most one beat period (beat mode) or one bar (bar mode), the
-    median spacing of the grid; farther boundaries, and all of them when the tracker found
-    fewer than two grid times, stay at their novelty peak.
+
+def sync_boundaries(boundaries: np.ndarray, beats: "Beats", sync: str,
+                    bar_snap_beats: float = BAR_SNAP_BEATS) -> np.ndarray:
+    """Move inner boundaries (s) to the nearest beat, or downbeat, of ``beats``.
+
+    Parameters
+    ----------
+    boundaries : np.ndarray, shape (n,)
+        From 0 to the end of the track (s).
+    beats : Beats
+    sync : {"frame", "beat", "bar"}
+        ``"beat"``: to the nearest beat, at most one beat period away. ``"bar"``: to the
+        nearest downbeat when it is at most ``bar_snap_beats`` beat periods away, else
+        to the nearest beat. ``"frame"``: unchanged.
+    bar_snap_beats : float
+        See :data:`BAR_SNAP_BEATS`.
 
     Returns
     -------
     np.ndarray, shape (<= n,)
         Sorted boundaries from 0 to the end; those that meet on one grid time are merged.
+        With fewer than two beats (or downbeats), the boundaries are returned unchanged.
     """
     from .beats import snap_to_grid
 
     check_sync(sync)
-    if sync == "frame":
-        return np.asarray(boundaries, dtype=float)
-    grid = beats.downbeats if sync == "bar" else beats.times
-    if len(grid) < 2:
-        return np.asarray(boundaries, dtype=float)
-    return snap_to_grid(boundaries, grid, max_shift=float(np.median(np.diff(grid))))
+    boundaries = np.asarray(boundaries, dtype=float)
+    if sync == "frame" or len(beats.times) < 2:
+        return boundaries
+    period = float(np.median(np.diff(beats.times)))
+    if sync == "beat" or len(beats.downbeats) < 2:
+        return snap_to_grid(boundaries, beats.times, max_shift=period)
+    to_bars = snap_to_grid(boundaries, beats.downbeats, max_shift=bar_snap_beats * period)
+    # Downbeats are beats: the boundaries already on a bar line stay; the others go to
+    # the nearest beat.
+    return snap_to_grid(to_bars, beats.times, max_shift=period)

@@ -85,8 +85,12 @@ def test_sync_boundaries_modes():
     b = np.array([0.0, 5.2, 11.1, 20.0])
     assert sync_boundaries(b, beats, "frame").tolist() == b.tolist()
     assert sync_boundaries(b, beats, "beat").tolist() == [0.0, 5.0, 11.0, 20.0]
-    bar = sync_boundaries(b, beats, "bar")
-    assert set(bar[1:-1]) <= set(beats.downbeats)
+    # Bar mode: to a downbeat within one beat period (4.7 -> 4.5), else to the nearest
+    # beat (11.1: the nearest downbeat, 10.5, is 1.2 beats away -> 11.0).
+    bar = sync_boundaries(np.array([0.0, 4.7, 11.1, 20.0]), beats, "bar")
+    assert bar.tolist() == [0.0, 4.5, 11.0, 20.0]
+    always = sync_boundaries(np.array([0.0, 4.7, 11.1, 20.0]), beats, "bar", 2.0)
+    assert always.tolist() == [0.0, 4.5, 10.5, 20.0]
     with pytest.raises(ConfigError, match="sync must be one of"):
         sync_boundaries(b, beats, "bars")
 
@@ -144,7 +148,7 @@ def test_shipped_tracker_finds_the_beat_of_a_click_track():
                                    mir_eval.beat.trim_beats(est.times)) > 0.8
 
 
-def test_analyzer_bar_mode_puts_boundaries_on_downbeats(planted_track, untrained_model_path):
+def test_analyzer_bar_mode_puts_boundaries_on_the_beat_grid(planted_track, untrained_model_path):
     from msaf_learned_ssm.inference import Analyzer
 
     path, _ = planted_track
@@ -153,9 +157,9 @@ def test_analyzer_bar_mode_puts_boundaries_on_downbeats(planted_track, untrained
     analyzer = Analyzer(untrained_model_path, "cpu", sync="bar", beat_model=beat_model)
     bar = analyzer.analyze(path)
     assert bar.sync == "bar" and frame.sync == "frame" and frame.beats is None
-    if len(bar.beats.downbeats) >= 2:
+    if len(bar.beats.times) >= 2:
         moved = set(np.round(bar.boundaries[1:-1], 6)) - set(np.round(frame.boundaries, 6))
-        assert moved <= set(np.round(bar.beats.downbeats, 6))
+        assert moved <= set(np.round(bar.beats.times, 6))
     # Per-call override, and the frame-mode result when asked for.
     again = analyzer.analyze(path, sync="frame")
     assert np.allclose(again.boundaries, frame.boundaries)
