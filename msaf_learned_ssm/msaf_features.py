@@ -19,6 +19,9 @@ features it raises MSAF's, librosa's or audioread's error, before this plugin ru
 
 from __future__ import annotations
 
+import json
+from typing import Optional
+
 import numpy as np
 from msaf import config as msaf_config
 from msaf.base import Features, FeatureTypes
@@ -68,10 +71,43 @@ class LearnedSSMGrid(Features):
         n = self._framesync_features.shape[0]
         self._framesync_times = np.arange(n) * self.hop_length / float(self.sr)
 
+    def _shared_beats(self) -> Optional[np.ndarray]:
+        """The beat times already in this track's MSAF features file (written with another
+        feature), when that file describes this audio; else None."""
+        path = getattr(self.file_struct, "features_file", None)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                feats = json.load(handle)
+            if abs(float(feats["globals"]["dur"]) - self.dur) > 1e-3 * max(self.dur, 1.0) \
+                    or int(feats["globals"]["hop_length"]) != self.hop_length:
+                return None
+            return np.asarray(feats["est_beats"], dtype=float)
+        except (OSError, TypeError, ValueError, KeyError):
+            return None
+
+    def read_features(self, tol: float = 1e-3) -> None:
+        """MSAF's reader; then the beat-synchronous frames are recomputed when the file's
+        beats changed since this feature was written (another feature, computed later with
+        MSAF's own tracker, rewrote the beats that all features share)."""
+        super().read_features(tol)
+        feats, times = self._est_beatsync_features, self._est_beatsync_times
+        if feats is not None and times is not None and len(times) != feats.shape[0]:
+            frames = (np.asarray(self._est_beats_times) * self.sr).astype(int) // self.hop_length
+            self._est_beatsync_features, self._est_beatsync_times = \
+                self.compute_beat_sync_features(frames, self._est_beats_times, True)
+
     def estimate_beats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Beat times (s) and MSAF frame indices from the package's beat tracker."""
+        """Beat times (s) and MSAF frame indices: those already in the track's features
+        file if another feature wrote them (all features of a track share one beat grid),
+        else from the package's beat tracker."""
         from .audio import resample
         from .beats import shared_tracker
+
+        shared = self._shared_beats()
+        if shared is not None:
+            frames = (shared * self.sr).astype(int) // self.hop_length
+            keep = frames > 0
+            return shared[keep], frames[keep]
 
         tracker = shared_tracker()
         y = self._audio
@@ -99,7 +135,7 @@ class LearnedSSMGrid(Features):
                            if b > a]) if len(edges) > 1 else feats[:0]
         times = np.copy(beat_times)
         if times.shape[0] != synced.shape[0]:
-            times = np.concatenate((times, [self._framesync_times[-1]]))
+            times = np.concatenate((times, [(n - 1) * self.hop_length / float(self.sr)]))
         return synced, times
 
     def compute_features(self) -> np.ndarray:

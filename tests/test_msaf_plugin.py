@@ -196,6 +196,7 @@ def test_learned_ssm_feature_matches_msafs_own_computations():
                                librosa.feature.rms(y=y, frame_length=2048, hop_length=1024)[0],
                                atol=1e-6)
     grid = LearnedSSMGrid.__new__(LearnedSSMGrid)
+    grid.sr, grid.hop_length = 22050, 1024
     grid._framesync_features = np.random.default_rng(1).standard_normal((100, 1))
     grid._framesync_times = np.arange(100) * 1024 / 22050
     beats = np.array([3, 10, 50, 99])
@@ -203,3 +204,32 @@ def test_learned_ssm_feature_matches_msafs_own_computations():
     np.testing.assert_allclose(synced, librosa.util.sync(grid._framesync_features.T, beats,
                                                          pad=True).T)
     assert len(times) == len(synced)
+
+
+def test_learned_ssm_feature_shares_the_beats_of_the_features_file(collection,
+                                                                   untrained_model_path):
+    """All features of a track share one beat grid in MSAF's features file. The feature
+    reuses beats another feature wrote, and stays consistent when a later feature
+    rewrites them (beat-synchronous frames and their times keep one length)."""
+    from msaf.base import Features
+
+    cfg = _config(untrained_model_path, feature="learned_ssm", framesync=False)
+    msaf.process(str(collection), feature="learned_ssm", framesync=False,
+                 boundaries_id="learned_ssm", labels_id=None, config=cfg)
+    fs = next(f for f in msaf.io.get_dataset_files(str(collection))
+              if f.audio_file.endswith("one.wav"))
+    # Another feature (MSAF's own tracker) rewrites the shared beats: every 0.5 s.
+    data = json.loads(open(fs.features_file).read())
+    data["est_beats"] = list(np.arange(0.5, data["globals"]["dur"] - 0.5, 0.5))
+    data["est_beatsync_times"] = data["est_beats"]
+    open(fs.features_file, "w").write(json.dumps(data))
+    feats = Features.select_features("learned_ssm", fs, False, False)
+    assert feats.features.shape[0] == len(feats.frame_times)
+    results = msaf.process(str(collection), feature="learned_ssm", framesync=False,
+                           boundaries_id="learned_ssm", labels_id=None, config=cfg)
+    assert all(times[0] == 0 for times, _ in results)
+    # A features file that holds beats: the feature reuses them.
+    fresh = Features.select_features("learned_ssm", fs, False, False)
+    fresh.features  # reads the file (and learns the track's duration)
+    assert np.allclose(fresh._shared_beats(), data["est_beats"])
+    assert np.allclose(fresh._est_beats_times, data["est_beats"])
