@@ -43,8 +43,12 @@ def test_parse_label_bad(s):
 def test_song_001(dirs):
     jam = pop909_song_to_jams("001", *dirs)
     jam.validate()
-    names = [a.annotation_metadata.annotator.name for a in jam.annotations]
-    assert names == ["human_label1", "human_label2"]
+    names = [(a.namespace, a.annotation_metadata.annotator.name) for a in jam.annotations]
+    assert names == [("segment_open", "human_label1"), ("segment_open", "human_label2"),
+                     ("beat", "beat_midi")]
+    beats = jam.search(namespace="beat")[0]
+    assert [o.value for o in beats.data][:8] == [1, 2, 3, 4, 1, 2, 3, 4]
+    assert beats.data[4].time == pytest.approx(2.722, abs=1e-3)  # downbeat = first phrase
     iv1, lab1 = read_segments(jam, annotator="human_label1")
     iv2, lab2 = read_segments(jam, annotator="human_label2")
     assert "".join(lab1) == "iABAAbBAAbbAAbAo"
