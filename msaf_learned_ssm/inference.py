@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from msaf_learned_ssm_jams.fileio import PathLike
-from .audio import load_audio
+from .audio import load_audio, resample
 from .checkpoint import load_model
 from .config import ModelConfig, PeakConfig
 from .errors import CheckpointError, ConfigError, LearnedSSMError
@@ -29,10 +29,10 @@ from .model_files import file_sha256, model_name, resolve_model
 from .model import SSMNet, cosine_ssm
 from .parallel import default_threads
 from .peaks import novelty_to_boundaries
+from .sync import check_sync, sync_boundaries
 
 if TYPE_CHECKING:  # the tracker is imported when a beat or bar mode first needs it
     from .beats import Beats, BeatTCN, BeatTracker
-from .sync import SYNC_MODES, check_sync, sync_boundaries
 
 
 
@@ -237,15 +237,18 @@ class Analyzer:
                 self._tracker = tracker
             return self._tracker
 
-    def patches(self, path: PathLike, n_threads: Optional[int] = None) -> Patches:
+    def patches(self, path: PathLike, n_threads: Optional[int] = None,
+                sync: Optional[str] = None) -> Patches:
         """Decode ``path`` and compute its patches (CPU work, thread-safe).
 
         ``n_threads``: threads for decoding and the STFT; None follows
         ``torch.get_num_threads()``, so that one setting bounds all the CPU work.
+        ``sync`` (default ``self.sync``): the log-mel is kept for the beat and bar modes.
         """
         n_threads = n_threads or torch.get_num_threads()
         y = load_audio(path, self.config.sample_rate, n_threads)
-        return compute_patches(y, self.config, n_threads, keep_mel=self.sync != "frame")
+        keep_mel = check_sync(sync or self.sync) != "frame"
+        return compute_patches(y, self.config, n_threads, keep_mel=keep_mel)
 
     @torch.inference_mode()
     def analyze_patches(self, patches: Patches, source: str = "<array>",
@@ -299,8 +302,7 @@ class Analyzer:
             raise ConfigError("audio holds no samples")
         sr = sample_rate or self.config.sample_rate
         if sr != self.config.sample_rate:
-            import librosa
-            y = librosa.resample(y, orig_sr=sr, target_sr=self.config.sample_rate)
+            y = resample(y, sr, self.config.sample_rate)
         return self.analyze_patches(compute_patches(y, self.config, torch.get_num_threads(),
                                                     keep_mel=self.sync != "frame"))
 
@@ -320,11 +322,7 @@ class Analyzer:
         ShortAudioWarning
             Audio shorter than the novelty kernel, or silent: one segment is returned.
         """
-        n_threads = torch.get_num_threads()
-        y = load_audio(path, self.config.sample_rate, n_threads)
-        keep_mel = check_sync(sync or self.sync) != "frame"
-        return self.analyze_patches(compute_patches(y, self.config, n_threads, keep_mel),
-                                    str(path), peaks, sync)
+        return self.analyze_patches(self.patches(path, sync=sync), str(path), peaks, sync)
 
     def default_prefetch(self) -> int:
         """Files :meth:`analyze_many` decodes ahead by default: 2 with a GPU or spare CPU

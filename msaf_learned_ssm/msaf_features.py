@@ -71,6 +71,11 @@ class LearnedSSMGrid(Features):
         n = self._framesync_features.shape[0]
         self._framesync_times = np.arange(n) * self.hop_length / float(self.sr)
 
+    def _time_to_frames(self, times: np.ndarray) -> np.ndarray:
+        """MSAF frame index of each time (s), as ``librosa.time_to_frames``: samples
+        truncated, then floor-divided by the hop."""
+        return (np.asarray(times, dtype=float) * self.sr).astype(int) // self.hop_length
+
     def _shared_beats(self) -> Optional[np.ndarray]:
         """The beat times already in this track's MSAF features file (written with another
         feature), when that file describes this audio; else None."""
@@ -92,7 +97,7 @@ class LearnedSSMGrid(Features):
         super().read_features(tol)
         feats, times = self._est_beatsync_features, self._est_beatsync_times
         if feats is not None and times is not None and len(times) != feats.shape[0]:
-            frames = (np.asarray(self._est_beats_times) * self.sr).astype(int) // self.hop_length
+            frames = self._time_to_frames(self._est_beats_times)
             self._est_beatsync_features, self._est_beatsync_times = \
                 self.compute_beat_sync_features(frames, self._est_beats_times, True)
 
@@ -105,7 +110,7 @@ class LearnedSSMGrid(Features):
 
         shared = self._shared_beats()
         if shared is not None:
-            frames = (shared * self.sr).astype(int) // self.hop_length
+            frames = self._time_to_frames(shared)
             keep = frames > 0
             return shared[keep], frames[keep]
 
@@ -115,8 +120,7 @@ class LearnedSSMGrid(Features):
         if self.sr != target:
             y = resample(y, self.sr, target)
         times = tracker.track(np.asarray(y, dtype=np.float32)).times
-        # librosa.time_to_frames: samples truncated, then floor-divided by the hop.
-        frames = (times * self.sr).astype(int) // self.hop_length
+        frames = self._time_to_frames(times)
         # As MSAF's estimate_beats: no beat at frame 0 (MSAF adds the track start itself).
         keep = frames > 0
         return times[keep], frames[keep]
