@@ -88,7 +88,8 @@ Outputs (checked for every file before any work):
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Reference JAMS to draw on the plot (one file only).")
 @click.option("--labels/--no-labels", default=True, show_default=True,
-              help="Label segments by clustering the learned SSM.")
+              help="Label segments by clustering the learned SSM and beat-synchronous "
+                   "chroma.")
 @click.option("--peak-mean-half-sec", type=float, default=None,
               help="Local-mean half window (s). Default: the model's own setting.")
 @click.option("--peak-distance-sec", type=float, default=None,
@@ -102,6 +103,9 @@ Outputs (checked for every file before any work):
               default="float32", show_default=True,
               help="Mixed precision (autocast) for GPU throughput; novelty within 0.01 of "
                    "float32.")
+@click.option("--batch-tracks", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Files whose convolutions share one forward pass: raise it on a GPU "
+                   "(fuller batches); on a CPU 1 is best.")
 @click.option("--overwrite", is_flag=True, help="Replace existing CSV and PNG outputs.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
 @click.option("--scheduler", default=None,
@@ -110,8 +114,8 @@ Outputs (checked for every file before any work):
                    "-o FOLDER; a rerun skips files already done with the same model and "
                    "settings. Needs the [dask] extra.")
 def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mean_half_sec,
-            peak_distance_sec, peak_threshold, sync, precision, overwrite, fail_fast,
-            scheduler) -> None:
+            peak_distance_sec, peak_threshold, sync, precision, batch_tracks, overwrite,
+            fail_fast, scheduler) -> None:
     from .inference import Analyzer
     from .output_plan import plan_outputs
 
@@ -136,7 +140,8 @@ def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mea
     failed, n_done, start = [], 0, time.perf_counter()
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
-        for (path, result), plan in zip(analyzer.analyze_many(audio), plans):
+        results = analyzer.analyze_many(audio, labels=labels, batch_tracks=batch_tracks)
+        for (path, result), plan in zip(results, plans):
             if not _segment_one(path, result, analyzer, plan, ref, labels, overwrite):
                 failed.append(path)
                 if fail_fast:

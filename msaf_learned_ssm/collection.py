@@ -116,7 +116,7 @@ def _segment_task(path: str, data: str, settings: dict, device: str, labels: boo
         with threadpool_limits(threads):
             analyzer = shared_analyzer(settings["model"], device)
             peaks = PeakConfig(**settings["peaks"])
-            result = analyzer.analyze(path, peaks=peaks, sync=settings["sync"])
+            result = analyzer.analyze(path, peaks=peaks, sync=settings["sync"], labels=labels)
             write_results(OutputPlan(Path(data), None), result, analyzer.identity, peaks,
                           labels, None, overwrite)
         return path, "done", ""

@@ -34,12 +34,16 @@ class Patches:
     mel : np.ndarray, shape (n_mels, n_frames), optional
         The standardised log-mel the patches were cut from, kept when a beat tracker will
         read it too (:func:`compute_patches` with ``keep_mel=True``).
+    chroma : np.ndarray, shape (n_frames, 12), optional
+        Chroma of the same STFT frames, each frame scaled to a maximum of 1, for segment
+        labels (:func:`compute_patches` with ``keep_chroma=True``).
     """
 
     data: np.ndarray
     times: np.ndarray
     duration: float
     mel: Optional[np.ndarray] = None
+    chroma: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return int(self.data.shape[0])
@@ -137,18 +141,42 @@ def log_mel(y: np.ndarray, config: ModelConfig, n_threads: Optional[int] = None
     np.ndarray, shape (n_mels, n_frames), float32
         ``n_frames = 1 + n_samples // hop_length``.
     """
+    return log_mel_and_chroma(y, config, n_threads, chroma=False)[0]
+
+
+def log_mel_and_chroma(y: np.ndarray, config: ModelConfig, n_threads: Optional[int] = None,
+                       chroma: bool = True) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """:func:`log_mel` and, from the same STFT, a chroma (the 12 pitch classes).
+
+    The chroma is ``librosa.feature.chroma_stft`` with ``tuning=0`` restricted to the FFT
+    bins below ``fmax`` (librosa's chroma filters weigh higher bins little): 12 more
+    columns in the one projection, so it costs next to nothing beside the log-mel.
+
+    Returns
+    -------
+    mel : np.ndarray, shape (n_mels, n_frames), float32
+    chroma : np.ndarray, shape (n_frames, 12), float32, or None when ``chroma=False``
+        Each frame scaled to a maximum of 1 (silent frames stay 0).
+    """
     y = np.asarray(y, dtype=np.float32)
     window, projection = _mel_filters(config.sample_rate, config.n_fft, config.n_mels,
                                       float(config.fmax))
+    pitch_projection = (_chroma_filters(config.sample_rate, config.n_fft,
+                                        projection.shape[0]) if chroma else None)
     n_fft, hop = config.n_fft, config.hop_length
     n_frames = 1 + len(y) // hop
     mel = np.empty((n_frames, config.n_mels), dtype=np.float32)
+    pitch = np.empty((n_frames, 12), dtype=np.float32) if chroma else None
 
-    def mel_block(first: int) -> None:
+    def project_block(first: int) -> None:
         count = min(STFT_BLOCK_FRAMES, n_frames - first)
         frames = _centred_frames(y, first, count, n_fft, hop)
-        np.matmul(np.square(_interleaved_spectrum(frames, window, projection.shape[0])),
-                  projection, out=mel[first: first + count])
+        power = np.square(_interleaved_spectrum(frames, window, projection.shape[0]))
+        # Two products, not one wider one: the log-mel stays bit-identical with or
+        # without the chroma.
+        np.matmul(power, projection, out=mel[first: first + count])
+        if pitch is not None:
+            np.matmul(power, pitch_projection, out=pitch[first: first + count])
 
     firsts = range(0, n_frames, STFT_BLOCK_FRAMES)
     n_threads = min(resolve_threads(n_threads), len(firsts))
@@ -159,12 +187,28 @@ def log_mel(y: np.ndarray, config: ModelConfig, n_threads: Optional[int] = None
         if n_threads > 1:
             # numpy and scipy.fft release the GIL: the blocks run in parallel.
             with ThreadPoolExecutor(n_threads) as pool:
-                list(pool.map(mel_block, firsts))
+                list(pool.map(project_block, firsts))
         else:
             for first in firsts:
-                mel_block(first)
+                project_block(first)
     mel *= config.log_gamma
-    return np.log1p(mel, out=mel).T
+    mel = np.log1p(mel, out=mel).T
+    if pitch is not None:
+        peak = pitch.max(axis=1, keepdims=True)
+        pitch /= np.where(peak > 0, peak, 1.0)
+    return mel, pitch
+
+
+@functools.lru_cache(maxsize=8)
+def _chroma_filters(sample_rate: int, n_fft: int, n_values: int) -> np.ndarray:
+    """librosa's chroma filters (tuning 0) as a (n_values, 12) projection of the squared
+    interleaved spectrum (:func:`_mel_filters`), for the bins the log-mel uses."""
+    import librosa
+
+    basis = librosa.filters.chroma(sr=sample_rate, n_fft=n_fft, tuning=0.0)[:, :n_values // 2]
+    projection = np.ascontiguousarray(np.repeat(basis, 2, axis=1).T, dtype=np.float32)
+    projection.setflags(write=False)
+    return projection
 
 
 @functools.lru_cache(maxsize=1)
@@ -335,7 +379,7 @@ def patches_from_steps(steps: np.ndarray, step_times: np.ndarray, duration: floa
 
 
 def compute_patches(y: np.ndarray, config: ModelConfig, n_threads: Optional[int] = None,
-                    keep_mel: bool = False) -> Patches:
+                    keep_mel: bool = False, keep_chroma: bool = False) -> Patches:
     """Full front-end: mono audio to standardised log-mel patches and their times.
 
     Parameters
@@ -347,17 +391,21 @@ def compute_patches(y: np.ndarray, config: ModelConfig, n_threads: Optional[int]
         Threads for the STFT (None: the cores this process may use).
     keep_mel : bool
         Keep the standardised log-mel in ``Patches.mel`` (for the beat tracker).
+    keep_chroma : bool
+        Also compute ``Patches.chroma`` (for segment labels).
 
     Returns
     -------
     Patches
         Possibly with zero patches when the audio is shorter than one patch (~3.8 s).
     """
-    mel = standardize_bands(log_mel(y, config, n_threads))
+    mel, chroma = log_mel_and_chroma(y, config, n_threads, chroma=keep_chroma)
+    mel = standardize_bands(mel)
     steps, step_times = steps_from_mel(mel, config)
     patches = patches_from_steps(steps, step_times, len(y) / config.sample_rate, config)
     if keep_mel:
         patches.mel = mel.astype(np.float32, copy=False)
+    patches.chroma = chroma
     return patches
 
 

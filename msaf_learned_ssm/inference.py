@@ -14,7 +14,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from .checkpoint import load_model
 from .config import ModelConfig, PeakConfig
 from .errors import CheckpointError, ConfigError, LearnedSSMError
 from .features import Patches, compute_patches
+from .labels import beat_chroma
 from .model_files import file_sha256, model_name, resolve_model
 from .model import SSMNet, cosine_ssm
 from .parallel import default_threads
@@ -111,7 +112,12 @@ class Analysis:
         How the boundaries were placed: ``"frame"`` (novelty peaks), ``"beat"`` or
         ``"bar"`` (peaks moved to the nearest estimated beat / downbeat).
     beats : Beats or None
-        The estimated beat grid (beat and bar modes), with bar positions.
+        The estimated beat grid, with bar positions (beat and bar modes, and analyses made
+        with ``labels=True``).
+    chroma : np.ndarray, shape (n_rows, 12), or None
+        Beat-synchronous chroma (analyses made with ``labels=True``), for :meth:`labels`.
+    chroma_times : np.ndarray, shape (n_rows,), or None
+        Start time of each chroma row (s).
     """
 
     boundaries: np.ndarray
@@ -123,11 +129,36 @@ class Analysis:
     source: str = "<array>"
     sync: str = "frame"
     beats: Optional["Beats"] = None
+    chroma: Optional[np.ndarray] = None
+    chroma_times: Optional[np.ndarray] = None
 
     def ssm(self) -> np.ndarray:
         """Scaled cosine SSM of the embeddings, shape (T, T), values in [0, 1]."""
         e = torch.from_numpy(self.embeddings)
         return cosine_ssm(e).numpy()
+
+    def labels(self, boundaries: Optional[np.ndarray] = None,
+               threshold: Union[float, str, None] = None, similarity: Optional[str] = None
+               ) -> np.ndarray:
+        """Labels of the segments between ``boundaries`` (default: :attr:`boundaries`).
+
+        Uses the embeddings, and the beat-synchronous chroma when the analysis has it
+        (``labels=True``); ``threshold`` and ``similarity`` default to
+        :data:`labels.DEFAULT_THRESHOLD` and :data:`labels.DEFAULT_SIMILARITY`.
+
+        Returns
+        -------
+        np.ndarray of int, shape (n_segments,)
+            Numbered by first appearance.
+        """
+        from . import labels
+
+        chroma = None if self.chroma is None else (self.chroma_times, self.chroma)
+        return labels.label_segments(
+            self.embeddings, self.patch_times,
+            self.boundaries if boundaries is None else np.asarray(boundaries, dtype=float),
+            labels.DEFAULT_THRESHOLD if threshold is None else threshold,
+            similarity or labels.DEFAULT_SIMILARITY, chroma=chroma)
 
 
 def _trivial(patches: Patches, source: str, why: str) -> Analysis:
@@ -238,19 +269,24 @@ class Analyzer:
             return self._tracker
 
     def patches(self, path: PathLike, n_threads: Optional[int] = None,
-                sync: Optional[str] = None) -> Patches:
+                sync: Optional[str] = None, labels: bool = False) -> Patches:
         """Decode ``path`` and compute its patches (CPU work, thread-safe).
 
         ``n_threads``: threads for decoding and the STFT; None follows
         ``torch.get_num_threads()``, so that one setting bounds all the CPU work.
         ``sync`` (default ``self.sync``): the log-mel is kept for the beat and bar modes.
+        ``labels``: also the chroma, and the log-mel for the beats labels are synced to.
         """
         n_threads = n_threads or torch.get_num_threads()
         y = load_audio(path, self.config.sample_rate, n_threads)
-        keep_mel = check_sync(sync or self.sync) != "frame"
-        return compute_patches(y, self.config, n_threads, keep_mel=keep_mel)
+        return self._patches_of(y, n_threads, sync, labels)
 
-    @torch.inference_mode()
+    def _patches_of(self, y: np.ndarray, n_threads: int, sync: Optional[str], labels: bool
+                    ) -> Patches:
+        keep_mel = labels or check_sync(sync or self.sync) != "frame"
+        return compute_patches(y, self.config, n_threads, keep_mel=keep_mel,
+                               keep_chroma=labels)
+
     def analyze_patches(self, patches: Patches, source: str = "<array>",
                         peaks: Optional[PeakConfig] = None, sync: Optional[str] = None
                         ) -> Analysis:
@@ -260,19 +296,66 @@ class Analyzer:
         Tracks shorter than the novelty kernel (``config.kernel_size`` patches, about
         21 s with the defaults), or silent, give one segment and a :class:`ShortAudioWarning`.
         """
+        return self.analyze_batch([(patches, source)], peaks, sync)[0]
+
+    @torch.inference_mode()
+    def analyze_batch(self, tracks: Sequence[tuple[Patches, str]],
+                      peaks: Optional[PeakConfig] = None, sync: Optional[str] = None
+                      ) -> list[Analysis]:
+        """Segment several tracks, their convolutions in one forward pass.
+
+        The same result as :meth:`analyze_patches` on each track; on a GPU, one larger
+        batch keeps the device busier than many small ones (short tracks, many files).
+
+        Parameters
+        ----------
+        tracks : sequence of (Patches, source)
+        peaks, sync : as in :meth:`analyze_patches`
+
+        Returns
+        -------
+        list of Analysis, in the order of ``tracks``
+
+        Raises
+        ------
+        CheckpointError
+            The model gives a non-finite novelty curve for one of the tracks (named).
+        """
+        results: list[Optional[Analysis]] = [None] * len(tracks)
+        todo = []
+        for i, (patches, source) in enumerate(tracks):
+            why = self._trivial_reason(patches)
+            if why:
+                results[i] = _trivial(patches, source, why)
+            else:
+                todo.append(i)
+        if todo:
+            dtype = _AUTOCAST_DTYPES[self.precision]
+            with torch.autocast(self.device.type, dtype=dtype or torch.float32,
+                                enabled=dtype is not None):
+                embeddings = self.model.encoder.forward_tracks(
+                    [torch.from_numpy(tracks[i][0].data).to(self.device) for i in todo])
+                novelties = [self.model.novelty(e) for e in embeddings]
+            for i, emb, novelty in zip(todo, embeddings, novelties):
+                results[i] = self._finish(tracks[i][0], tracks[i][1], emb, novelty, peaks, sync)
+        return results
+
+    def _trivial_reason(self, patches: Patches) -> str:
+        """Why a track gets one segment without the model ("" when it does not)."""
         n = len(patches)
         if n == 0:
-            return _trivial(patches, source, "audio shorter than one patch")
+            return "audio shorter than one patch"
         if n < self.model.novelty.size:
-            return _trivial(patches, source, f"audio shorter than the novelty kernel "
-                                             f"({n} < {self.model.novelty.size} patches)")
+            return (f"audio shorter than the novelty kernel "
+                    f"({n} < {self.model.novelty.size} patches)")
         if not np.any(patches.data):
-            return _trivial(patches, source, "audio is silent (constant features)")
-        x = torch.from_numpy(patches.data).to(self.device)
-        dtype = _AUTOCAST_DTYPES[self.precision]
-        with torch.autocast(self.device.type, dtype=dtype or torch.float32,
-                            enabled=dtype is not None):
-            embeddings, novelty = self.model(x)
+            return "audio is silent (constant features)"
+        return ""
+
+    def _finish(self, patches: Patches, source: str, embeddings: torch.Tensor,
+                novelty: torch.Tensor, peaks: Optional[PeakConfig], sync: Optional[str]
+                ) -> Analysis:
+        """Boundaries, beats and chroma of one track from the model's outputs."""
         novelty_np = novelty.float().cpu().numpy()
         if not np.all(np.isfinite(novelty_np)):
             raise CheckpointError(f"{self.identity['name']}: the model gives a "
@@ -280,20 +363,26 @@ class Analyzer:
         found, boundaries = novelty_to_boundaries(novelty_np, patches.times, patches.duration,
                                                   self.config.patch_hop_sec, peaks or self.peaks)
         sync = check_sync(sync or self.sync)
-        beats = None
-        if sync != "frame":
+        beats = chroma = chroma_times = None
+        if sync != "frame" or patches.chroma is not None:
             if patches.mel is None:
-                raise ConfigError(f"sync={sync!r} needs the log-mel: compute the patches "
-                                  "with compute_patches(..., keep_mel=True)")
+                raise ConfigError(f"sync={sync!r} and labels need the log-mel: compute the "
+                                  "patches with compute_patches(..., keep_mel=True)")
             beats = self.tracker.track_mel(patches.mel)
             boundaries = sync_boundaries(boundaries, beats, sync)
+        if patches.chroma is not None:
+            chroma_times, chroma = beat_chroma(
+                patches.chroma, self.config.hop_length / self.config.sample_rate, beats.times)
         return Analysis(boundaries=boundaries,
                         peaks=found, patch_times=patches.times, novelty=novelty_np,
                         embeddings=embeddings.float().cpu().numpy(),
-                        duration=patches.duration, source=source, sync=sync, beats=beats)
+                        duration=patches.duration, source=source, sync=sync, beats=beats,
+                        chroma=chroma, chroma_times=chroma_times)
 
-    def analyze_audio(self, y: np.ndarray, sample_rate: Optional[int] = None) -> Analysis:
-        """Segment a mono signal (resampled when ``sample_rate`` differs from the model's)."""
+    def analyze_audio(self, y: np.ndarray, sample_rate: Optional[int] = None,
+                      labels: bool = False) -> Analysis:
+        """Segment a mono signal (resampled when ``sample_rate`` differs from the model's;
+        ``labels``: as in :meth:`analyze`)."""
         y = np.asarray(y, dtype=np.float32)
         if y.ndim != 1 or not np.all(np.isfinite(y)):
             raise ConfigError("audio must be a 1-D array of finite samples")
@@ -303,13 +392,15 @@ class Analyzer:
         sr = sample_rate or self.config.sample_rate
         if sr != self.config.sample_rate:
             y = resample(y, sr, self.config.sample_rate)
-        return self.analyze_patches(compute_patches(y, self.config, torch.get_num_threads(),
-                                                    keep_mel=self.sync != "frame"))
+        return self.analyze_patches(self._patches_of(y, torch.get_num_threads(), None, labels))
 
     def analyze(self, path: PathLike, peaks: Optional[PeakConfig] = None,
-                sync: Optional[str] = None) -> Analysis:
+                sync: Optional[str] = None, labels: bool = False) -> Analysis:
         """Segment one audio file (``peaks``, ``sync``: for this call only, default
         ``self.peaks``, ``self.sync``; a shared Analyzer is never modified).
+
+        ``labels``: also compute the beats and beat-synchronous chroma that
+        :meth:`Analysis.labels` uses beside the embeddings (a little more work).
 
         Raises
         ------
@@ -322,7 +413,8 @@ class Analyzer:
         ShortAudioWarning
             Audio shorter than the novelty kernel, or silent: one segment is returned.
         """
-        return self.analyze_patches(self.patches(path, sync=sync), str(path), peaks, sync)
+        return self.analyze_patches(self.patches(path, sync=sync, labels=labels), str(path),
+                                    peaks, sync)
 
     def default_prefetch(self) -> int:
         """Files :meth:`analyze_many` decodes ahead by default: 2 with a GPU or spare CPU
@@ -330,12 +422,13 @@ class Analyzer:
         spare_cores = default_threads() > torch.get_num_threads()
         return 2 if self.device.type != "cpu" or spare_cores else 0
 
-    def analyze_many(self, paths: Iterable[PathLike], prefetch: Optional[int] = None
+    def analyze_many(self, paths: Iterable[PathLike], prefetch: Optional[int] = None,
+                     labels: bool = False, batch_tracks: int = 1
                      ) -> Iterator[tuple[str, Union[Analysis, LearnedSSMError]]]:
         """Segment many files with the model loaded once.
 
         Yields ``(path, Analysis)``, or ``(path, error)`` for a file that failed, so one bad
-        file does not stop a batch.
+        file does not stop a batch; in the order of ``paths``.
 
         Parameters
         ----------
@@ -345,29 +438,70 @@ class Analyzer:
             2 when the model runs on a GPU or the CPU has cores that torch does not use,
             else 0. On a CPU whose cores all run the encoder, decoding ahead only competes
             with it and the batch is slower (``bench/results/speed.md``, batch rows).
+        labels : bool
+            As in :meth:`analyze`.
+        batch_tracks : int >= 1
+            Files whose convolutions share one forward pass (:meth:`analyze_batch`): for
+            GPUs; on a CPU, 1 (larger batches leave the caches and gain nothing).
         """
+        if not isinstance(batch_tracks, int) or batch_tracks < 1:
+            raise ConfigError(f"batch_tracks must be an integer >= 1, got {batch_tracks!r}")
         if prefetch is None:
             prefetch = self.default_prefetch()
-        paths = [str(p) for p in paths]
+        pending: list[tuple[Patches, str]] = []
+        for path, decoded in self._decode_all([str(p) for p in paths], prefetch, labels):
+            if isinstance(decoded, Patches):
+                pending.append((decoded, path))
+            if pending and (len(pending) >= batch_tracks or not isinstance(decoded, Patches)):
+                yield from self._analyze_pending(pending)
+                pending = []
+            if not isinstance(decoded, Patches):
+                yield path, decoded
+        yield from self._analyze_pending(pending)
+
+    def _decode_all(self, paths: list[str], prefetch: int, labels: bool
+                    ) -> Iterator[tuple[str, Union[Patches, LearnedSSMError]]]:
+        """``(path, Patches or error)`` in order, ``prefetch`` files decoded ahead."""
         if prefetch < 1:
             for path in paths:
                 try:
-                    yield path, self.analyze(path)
+                    yield path, self.patches(path, labels=labels)
                 except LearnedSSMError as exc:
                     yield path, exc
             return
         # Files decode one thread each: the parallelism is across files, beside the model.
         with ThreadPoolExecutor(max_workers=prefetch) as pool:
-            futures = [pool.submit(self.patches, p, 1) for p in paths[:prefetch]]
+            def decode(p: str) -> Patches:
+                return self.patches(p, 1, labels=labels)
+
+            futures = [pool.submit(decode, p) for p in paths[:prefetch]]
             for i, path in enumerate(paths):
                 if i + prefetch < len(paths):
-                    futures.append(pool.submit(self.patches, paths[i + prefetch], 1))
+                    futures.append(pool.submit(decode, paths[i + prefetch]))
                 try:
-                    patches = futures[i].result()
-                    yield path, self.analyze_patches(patches, path)
+                    yield path, futures[i].result()
                 except LearnedSSMError as exc:
                     yield path, exc
                 futures[i] = None  # free the patches of finished files
+
+    def _analyze_pending(self, pending: list[tuple[Patches, str]]
+                         ) -> Iterator[tuple[str, Union[Analysis, LearnedSSMError]]]:
+        """Analyses of decoded files; a batch that fails is redone file by file, so that
+        the error is reported for the file that caused it only."""
+        if not pending:
+            return
+        try:
+            results = self.analyze_batch(pending) if len(pending) > 1 else None
+        except LearnedSSMError:
+            results = None
+        if results is not None:
+            yield from ((source, result) for (_, source), result in zip(pending, results))
+            return
+        for patches, source in pending:
+            try:
+                yield source, self.analyze_patches(patches, source)
+            except LearnedSSMError as exc:
+                yield source, exc
 
 
 _SHARED_LOCK = threading.Lock()

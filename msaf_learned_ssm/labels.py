@@ -1,23 +1,47 @@
 """Segment labels from the learned SSM.
 
 The network is trained so that its SSM is 1 between patches carrying the same label, so
-the mean similarity between two segments says whether they repeat the same material.
-Segments are clustered on that similarity (average-linkage agglomerative clustering); the
-number of labels is chosen per track by the silhouette of the clustering.
+the similarity between two segments says whether they repeat the same material. Two
+measures: the mean similarity of the two segments' block (``"mean"``, order-blind), and
+the best diagonal of that block over time lags (``"aligned"``: a repeated section repeats
+its material in order, which a verse and a chorus sharing chords do not). Segments are
+clustered on it (average-linkage agglomerative clustering, cut at a similarity threshold).
+
+When the beat-synchronous chroma of the track is given, the learned similarity is averaged
+with a harmonic one: the distance between the segments' 2D-Fourier magnitudes of chroma
+(the features of MSAF's ``fmc2d``, Nieto & Bello 2014), which are invariant to time shifts
+and transpositions and see chord progressions that the embeddings, trained on few songs,
+may miss.
 """
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
-#: Default similarity threshold: the best of 0.4..0.9 for the shipped model on the 79
-#: convertible songs of the POP909 validation split (pairwise F 0.713, vs 0.704 for 0.65
-#: and 0.656 for "auto"; ``python bench/label_threshold.py --ids training/splits/val.txt``).
-DEFAULT_THRESHOLD = 0.6
+from .errors import ConfigError
+
+#: Segment similarities :func:`label_segments` can use.
+SIMILARITIES = ("aligned", "mean")
+
+#: Default similarity and threshold: the best pooled pairwise F on the validation renders
+#: (``bench/results/labels.md``, ``bench/label_methods.py``).
+DEFAULT_SIMILARITY = "aligned"
+DEFAULT_THRESHOLD = 0.55
+
+#: Weight of the learned similarity against the chroma one when chroma is given.
+DEFAULT_CHROMA_WEIGHT = 0.3
+
+#: Beat-synchronous chroma frames left out at each end of a segment before its 2D-FMC
+#: (fmc2d's ``2dfmc_offset``: boundaries are rarely exactly on the beat).
+FMC_OFFSET = 4
+
+#: In ``"aligned"``, a lag counts only where the two segments overlap on at least this
+#: share of the shorter one, so that a few patches cannot decide a match.
+MIN_OVERLAP = 0.5
 
 
 def segment_similarity(embeddings: np.ndarray, patch_times: np.ndarray,
@@ -41,15 +65,165 @@ def segment_similarity(embeddings: np.ndarray, patch_times: np.ndarray,
         Values in [0, 1]; segments with no patch inside use the nearest patch.
     """
     boundaries = np.asarray(boundaries, dtype=float)
-    means = []
-    for start, end in zip(boundaries[:-1], boundaries[1:]):
-        inside = (patch_times >= start) & (patch_times < end)
-        if not inside.any():
-            inside = np.zeros(len(patch_times), dtype=bool)
-            inside[np.argmin(np.abs(patch_times - 0.5 * (start + end)))] = True
-        means.append(embeddings[inside].mean(axis=0))
-    means = np.asarray(means)
+    means = np.asarray([embeddings[rows].mean(axis=0)
+                        for rows in _segment_rows(patch_times, boundaries)])
     return np.clip(0.5 + 0.5 * means @ means.T, 0.0, 1.0)
+
+
+def diagonal_means(block: np.ndarray, min_length: int = 1) -> np.ndarray:
+    """Mean of each diagonal of ``block`` that holds at least ``min_length`` values.
+
+    Parameters
+    ----------
+    block : np.ndarray, shape (n_a, n_b)
+    min_length : int >= 1
+
+    Returns
+    -------
+    np.ndarray, shape (n_kept,)
+        Ordered by lag, from the bottom-left diagonal to the top-right one.
+    """
+    n_a, n_b = block.shape
+    lag = (np.arange(n_b)[None, :] - np.arange(n_a)[:, None]).ravel() + n_a - 1
+    sums = np.bincount(lag, weights=block.ravel(), minlength=n_a + n_b - 1)
+    counts = np.bincount(lag, minlength=n_a + n_b - 1)
+    keep = counts >= min_length
+    return sums[keep] / counts[keep]
+
+
+def _segment_rows(times: np.ndarray, boundaries: np.ndarray) -> list[np.ndarray]:
+    """Indices of the rows inside each segment (the nearest row for an empty one)."""
+    rows = []
+    for start, end in zip(boundaries[:-1], boundaries[1:]):
+        inside = np.flatnonzero((times >= start) & (times < end))
+        if inside.size == 0:
+            inside = np.array([np.argmin(np.abs(times - 0.5 * (start + end)))])
+        rows.append(inside)
+    return rows
+
+
+def aligned_similarity(embeddings: np.ndarray, patch_times: np.ndarray,
+                       boundaries: np.ndarray, min_overlap: float = MIN_OVERLAP
+                       ) -> np.ndarray:
+    """Similarity of every pair of segments at their best time alignment.
+
+    For two segments, the learned SSM's block between them is averaged along each diagonal
+    (one time lag) that covers at least ``min_overlap`` of the shorter segment; the best
+    lag's mean is their similarity. A repeated section scores high at the lag where it
+    repeats, whatever the lengths.
+
+    Parameters
+    ----------
+    embeddings : np.ndarray, shape (T, E)
+        Unit-norm embeddings.
+    patch_times : np.ndarray, shape (T,)
+        Time of each embedding (s), increasing.
+    boundaries : np.ndarray, shape (n_segments + 1,)
+        Segment boundaries (s), increasing.
+    min_overlap : float in (0, 1]
+
+    Returns
+    -------
+    np.ndarray, shape (n_segments, n_segments)
+        Symmetric, values in [0, 1], ones on the diagonal.
+    """
+    boundaries = np.asarray(boundaries, dtype=float)
+    segments = [embeddings[rows] for rows in _segment_rows(patch_times, boundaries)]
+    n = len(segments)
+    similarity = np.eye(n)
+    for i in range(n):
+        for j in range(i + 1, n):
+            block = 0.5 + 0.5 * segments[i] @ segments[j].T
+            need = max(1, int(min_overlap * min(block.shape)))
+            similarity[i, j] = similarity[j, i] = diagonal_means(block, need).max()
+    return np.clip(similarity, 0.0, 1.0)
+
+
+def beat_chroma(chroma: np.ndarray, frame_sec: float, beat_times: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Chroma averaged (median) between consecutive beats.
+
+    Parameters
+    ----------
+    chroma : np.ndarray, shape (n_frames, 12)
+        Frame ``t`` at ``t * frame_sec`` seconds.
+    frame_sec : float
+        Frame hop (s).
+    beat_times : np.ndarray, shape (n_beats,)
+        Increasing beat times (s).
+
+    Returns
+    -------
+    starts : np.ndarray, shape (n_rows,)
+        Start time of each row (s): 0, then each beat inside the frames.
+    rows : np.ndarray, shape (n_rows, 12)
+    """
+    n = len(chroma)
+    cuts = np.unique(np.clip(np.round(np.asarray(beat_times) / frame_sec).astype(int), 1, n))
+    edges = np.concatenate([[0], cuts[cuts < n], [n]])
+    rows = np.array([np.median(chroma[a:b], axis=0) for a, b in zip(edges[:-1], edges[1:])])
+    return edges[:-1] * frame_sec, rows.reshape(-1, chroma.shape[1])
+
+
+def fmc2d_features(segments: list[np.ndarray], offset: int = FMC_OFFSET) -> np.ndarray:
+    """2D-Fourier magnitude coefficients of each segment's chroma, as MSAF's fmc2d.
+
+    Each segment (its ``offset // 2`` first and last rows left out) is zero-padded to the
+    longest one; the magnitude of its 2D FFT, shifted and flattened, keeps fmc2d's
+    non-redundant quarter, log-compressed.
+
+    Parameters
+    ----------
+    segments : list of np.ndarray, each shape (n_rows_i, 12)
+    offset : int >= 0
+
+    Returns
+    -------
+    np.ndarray, shape (n_segments, n_coefficients)
+    """
+    longest = max(len(seg) for seg in segments)
+    features = []
+    for seg in segments:
+        padded = np.zeros((longest, seg.shape[1]))
+        if len(seg) <= offset or offset == 0:
+            padded[:len(seg)] = seg
+        else:
+            padded[:len(seg) - offset] = seg[offset // 2: len(seg) - offset // 2]
+        magnitude = np.fft.fftshift(np.abs(np.fft.fft2(padded))).ravel()
+        half = magnitude[: magnitude.size // 2 + 1]
+        features.append(half[half.size // 2:])
+    return np.log1p(np.asarray(features))
+
+
+def chroma_similarity(chroma_rows: np.ndarray, row_starts: np.ndarray,
+                      boundaries: np.ndarray) -> np.ndarray:
+    """Harmonic similarity of every pair of segments from their beat-synchronous chroma.
+
+    ``exp(-d / median(d))`` of the Euclidean distances ``d`` between the segments'
+    :func:`fmc2d_features`, each coefficient scaled to unit variance over the track's
+    segments (fmc2d's whitening).
+
+    Parameters
+    ----------
+    chroma_rows : np.ndarray, shape (n_rows, 12)
+    row_starts : np.ndarray, shape (n_rows,)
+        Start time of each row (s), increasing (:func:`beat_chroma`).
+    boundaries : np.ndarray, shape (n_segments + 1,)
+
+    Returns
+    -------
+    np.ndarray, shape (n_segments, n_segments)
+        Symmetric, values in (0, 1], ones on the diagonal.
+    """
+    boundaries = np.asarray(boundaries, dtype=float)
+    rows = _segment_rows(row_starts, boundaries)
+    features = fmc2d_features([chroma_rows[r] for r in rows])
+    spread = features.std(axis=0)
+    features = features / np.where(spread > 0, spread, 1.0)
+    distance = np.sqrt(((features[:, None] - features[None]) ** 2).sum(axis=-1))
+    n = len(distance)
+    scale = float(np.median(distance[np.triu_indices(n, 1)])) if n > 1 else 1.0
+    return np.exp(-distance / max(scale, 1e-9))
 
 
 def _silhouette(distance: np.ndarray, labels: np.ndarray) -> float:
@@ -110,7 +284,10 @@ def cluster_segments(similarity: np.ndarray, threshold: Union[float, str] = "aut
 
 
 def label_segments(embeddings: np.ndarray, patch_times: np.ndarray, boundaries: np.ndarray,
-                   threshold: Union[float, str] = DEFAULT_THRESHOLD) -> np.ndarray:
+                   threshold: Union[float, str] = DEFAULT_THRESHOLD,
+                   similarity: str = DEFAULT_SIMILARITY,
+                   chroma: Optional[tuple[np.ndarray, np.ndarray]] = None,
+                   chroma_weight: float = DEFAULT_CHROMA_WEIGHT) -> np.ndarray:
     """Labels of the segments between ``boundaries``, from the learned embeddings.
 
     Parameters
@@ -121,13 +298,30 @@ def label_segments(embeddings: np.ndarray, patch_times: np.ndarray, boundaries: 
         Boundary times (s), from any algorithm.
     threshold : float or "auto"
         See :func:`cluster_segments`.
+    similarity : {"aligned", "mean"}
+        :func:`aligned_similarity` or :func:`segment_similarity`.
+    chroma : (row_starts, rows) or None
+        Beat-synchronous chroma (:func:`beat_chroma`); when given, the similarity is
+        ``chroma_weight * learned + (1 - chroma_weight) *`` :func:`chroma_similarity`.
+    chroma_weight : float in [0, 1]
 
     Returns
     -------
     np.ndarray of int, shape (n_segments,)
     """
+    if similarity not in SIMILARITIES:
+        raise ConfigError(f"label similarity must be one of {', '.join(SIMILARITIES)}, "
+                          f"got {similarity!r}")
     if len(boundaries) < 2:
         return np.zeros(0, dtype=int)
     if len(patch_times) == 0 or not np.any(embeddings):
         return np.zeros(len(boundaries) - 1, dtype=int)
-    return cluster_segments(segment_similarity(embeddings, patch_times, boundaries), threshold)
+    if not 0.0 <= chroma_weight <= 1.0:
+        raise ConfigError(f"chroma_weight must be in [0, 1], got {chroma_weight!r}")
+    measure = aligned_similarity if similarity == "aligned" else segment_similarity
+    combined = measure(embeddings, patch_times, boundaries)
+    if chroma is not None and len(chroma[0]):
+        row_starts, rows = chroma
+        combined = (chroma_weight * combined
+                    + (1.0 - chroma_weight) * chroma_similarity(rows, row_starts, boundaries))
+    return cluster_segments(combined, threshold)

@@ -95,6 +95,11 @@ class PatchEncoder(nn.Module):
         torch.Tensor, shape (T, 128)
             Unit-norm embeddings.
         """
+        return self._attend(self.conv_features(patches))
+
+    def conv_features(self, patches: torch.Tensor) -> torch.Tensor:
+        """The conv blocks alone: (T, n_mels, patch_steps) -> (T, 128). Each patch is
+        independent here, so patches of several tracks may share one call."""
         x = patches.unsqueeze(1)
         if self.training:
             parts = [self.conv(chunk).flatten(1) for chunk in torch.split(x, self.conv_chunk)]
@@ -103,7 +108,10 @@ class PatchEncoder(nn.Module):
             pool_first = [bool((block[1].weight >= 0).all()) for block in self.conv]
             parts = [_conv_blocks_eval(self.conv, pool_first, chunk).flatten(1)
                      for chunk in torch.split(x, self.conv_chunk)]
-        x = torch.cat(parts) if parts else x.new_zeros((0, EMBEDDING_DIM))
+        return torch.cat(parts) if parts else x.new_zeros((0, EMBEDDING_DIM))
+
+    def _attend(self, x: torch.Tensor) -> torch.Tensor:
+        """Transformer blocks over one track's sequence, tanh, L2 norm: (T, 128) -> (T, 128)."""
         if len(self.attention) and x.shape[0]:
             x = x.unsqueeze(0)
             for layer in self.attention:
@@ -113,6 +121,22 @@ class PatchEncoder(nn.Module):
                 x = _encoder_layer_eval(layer, x) if not self.training else layer(x)
             x = x.squeeze(0)
         return F.normalize(torch.tanh(x), p=2, dim=1)
+
+    def forward_tracks(self, tracks: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Embed several tracks, their convolutions in one batch (fuller GPU batches).
+
+        Parameters
+        ----------
+        tracks : list of torch.Tensor, each shape (T_i, n_mels, patch_steps)
+
+        Returns
+        -------
+        list of torch.Tensor, each shape (T_i, 128)
+            The same as :meth:`forward` on each track.
+        """
+        features = self.conv_features(torch.cat(tracks)) if tracks else None
+        sizes = [len(t) for t in tracks]
+        return [self._attend(x) for x in torch.split(features, sizes)] if tracks else []
 
 
 def _pair(value) -> tuple[int, int]:

@@ -45,6 +45,7 @@ from msaf.algorithms.interface import SegmenterInterface
 
 from .config import FINE_LEVEL_PEAKS, PeakConfig
 from .errors import AudioLoadError, ConfigError
+from .labels import DEFAULT_SIMILARITY as DEFAULT_LABEL_SIMILARITY
 from .labels import DEFAULT_THRESHOLD as DEFAULT_LABEL_THRESHOLD
 
 
@@ -76,10 +77,12 @@ config: dict[str, Any] = {
     # Where boundaries fall: "frame" (novelty peaks), "beat" or "bar" (moved to the nearest
     # beat / downbeat of the package's beat tracker); None: the model file's own.
     "ssm_sync": None,
-    # Labels: segments whose mean learned similarity (in [0, 1]) is at least this share a
-    # label (average-linkage clustering), or "auto" (number of labels by silhouette);
-    # see labels.DEFAULT_THRESHOLD.
+    # Labels: segments whose learned similarity (in [0, 1]) is at least this share a label
+    # (average-linkage clustering), or "auto" (number of labels by silhouette); the
+    # similarity is "aligned" (best time lag between the two segments) or "mean" (mean
+    # over the two segments' block). See labels.DEFAULT_THRESHOLD.
     "ssm_label_threshold": DEFAULT_LABEL_THRESHOLD,
+    "ssm_label_similarity": DEFAULT_LABEL_SIMILARITY,
     # Hierarchical mode (hier=True): a finer level of phrases from the same novelty curve
     # with a lower ratio threshold and a shorter minimum distance; the coarse level is the
     # flat segmentation above, and the fine level contains all its boundaries.
@@ -188,11 +191,11 @@ class Segmenter(SegmenterInterface):
         """A setting from MSAF's config, or this module's default when MSAF's lacks it."""
         return self.config.get(key, config[key])
 
-    def _analysis(self, peaks: PeakConfig | None = None):
+    def _analysis(self, peaks: PeakConfig | None = None, labels: bool = False):
         analyzer = self._analyzer()
         analysis = analyzer.analyze(self.audio_file,
                                     peaks=peaks or peak_config(self.config, analyzer.peaks),
-                                    sync=self._setting("ssm_sync"))
+                                    sync=self._setting("ssm_sync"), labels=labels)
         self._check_msaf_grid(analysis.duration)
         return analysis
 
@@ -210,10 +213,8 @@ class Segmenter(SegmenterInterface):
             f"the same name ({stale}); delete that file and run again")
 
     def _labels(self, analysis, seg_times: np.ndarray) -> np.ndarray:
-        from .labels import label_segments
-
-        return label_segments(analysis.embeddings, analysis.patch_times, seg_times,
-                              self._setting("ssm_label_threshold"))
+        return analysis.labels(seg_times, self._setting("ssm_label_threshold"),
+                               self._setting("ssm_label_similarity"))
 
     def processHierarchical(self):
         """Two levels (sections, then phrases) from the same novelty curve.
@@ -231,7 +232,7 @@ class Segmenter(SegmenterInterface):
         frame_times = self._frame_times()
         coarse = peak_config(self.config, self._analyzer().peaks)
         fine = fine_peak_config(self.config, coarse)
-        analysis = self._analysis(coarse)
+        analysis = self._analysis(coarse, labels=True)
         hop_sec = self._analyzer().config.patch_hop_sec
         est_idxs, est_labels = [], []
         for peaks in hierarchical_peaks(analysis.novelty, hop_sec, coarse, fine):
@@ -247,17 +248,18 @@ class Segmenter(SegmenterInterface):
     def processFlat(self):
         """Boundaries (frame indices on MSAF's grid) and labels of the track."""
         frame_times = self._frame_times()
+        # MSAF passes in_labels=[] when it wants boundaries only from this module.
+        want_labels = "in_labels" not in self.config
         analysis = None
         if self.in_bound_idxs is None:
-            analysis = self._analysis()
+            analysis = self._analysis(labels=want_labels)
             est_idxs = boundaries_to_msaf_indices(analysis.boundaries[1:-1], frame_times)
         else:
             est_idxs = np.asarray(self.in_bound_idxs, dtype=int)
-        # MSAF passes in_labels=[] when it wants boundaries only from this module.
-        if "in_labels" in self.config:
+        if not want_labels:
             est_labels = np.ones(len(est_idxs) - 1) * -1
         else:
-            analysis = analysis or self._analysis()
+            analysis = analysis or self._analysis(labels=True)
             seg_times = frame_times[np.minimum(est_idxs, len(frame_times) - 1)]
             est_labels = self._labels(analysis, seg_times)
         return self._postprocess(est_idxs, est_labels)

@@ -50,10 +50,7 @@ def write_results(plan, result, identity: dict, peaks: PeakConfig, labels: bool 
     LearnedSSMError, OSError
         After undoing this call's earlier writes.
     """
-    from .labels import label_segments
-
-    seg_labels = (label_segments(result.embeddings, result.patch_times, result.boundaries)
-                  if labels else None)
+    seg_labels = result.labels() if labels else None
     png = None
     if plan.plot is not None:
         from .plotting import render_analysis_png

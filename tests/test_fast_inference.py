@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from msaf_learned_ssm import ModelConfig, SSMNet
+from msaf_learned_ssm.errors import ConfigError
 from msaf_learned_ssm.model import _encoder_layer_eval, cosine_ssm
 
 
@@ -59,3 +60,40 @@ def test_analyze_many_equals_analyze_and_reports_bad_files(tmp_path, prefetch):
         expected = analyzer.analyze(path)
         np.testing.assert_array_equal(result.boundaries, expected.boundaries)
         np.testing.assert_allclose(result.novelty, expected.novelty, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch_tracks", [2, 3])
+def test_tracks_batched_in_one_forward_pass_give_the_same_analyses(tmp_path, batch_tracks):
+    """analyze_many(batch_tracks=N): one conv pass for N files, same results and order as
+    file by file, a bad file and a too-short file reported or trivial on their own."""
+    import warnings
+
+    import soundfile as sf
+
+    from msaf_learned_ssm import Analyzer, AudioLoadError
+    from msaf_learned_ssm.examples import synthesize_sections
+
+    analyzer = Analyzer(SSMNet(ModelConfig(attention_layers=1)).eval(), "cpu")
+    paths = []
+    for i, labels in enumerate(["ABAB", "AABB", "ABCA"]):
+        paths.append(tmp_path / f"track{i}.wav")
+        sf.write(paths[-1], synthesize_sections(labels, 8.0 + i, seed=i)[0], 22050)
+    short = tmp_path / "short.wav"
+    sf.write(short, synthesize_sections("A", 5.0)[0], 22050)
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio\n" * 50)
+    order = [paths[0], short, paths[1], bad, paths[2]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batched = list(analyzer.analyze_many(order, prefetch=0, batch_tracks=batch_tracks))
+        single = list(analyzer.analyze_many(order, prefetch=0))
+    assert [p for p, _ in batched] == [str(p) for p in order]
+    assert isinstance(batched[3][1], AudioLoadError)
+    for (_, got), (_, expected) in zip(batched, single):
+        if isinstance(expected, Exception):
+            continue
+        np.testing.assert_array_equal(got.boundaries, expected.boundaries)
+        np.testing.assert_allclose(got.embeddings, expected.embeddings, atol=1e-5)
+        np.testing.assert_allclose(got.novelty, expected.novelty, atol=1e-5)
+    with pytest.raises(ConfigError, match="batch_tracks"):
+        list(analyzer.analyze_many(order, batch_tracks=0))

@@ -141,3 +141,24 @@ def test_resample_equals_librosa_resample():
     for orig, target in [(44100, 22050), (48000, 22050), (16000, 22050)]:
         np.testing.assert_array_equal(resample(y, orig, target),
                                       librosa.resample(y, orig_sr=orig, target_sr=target))
+
+
+def test_chroma_from_the_log_mel_stft_equals_librosa_below_fmax(music):
+    """The chroma shares the log-mel's STFT; librosa's chroma_stft (tuning 0) agrees on a
+    signal with no energy above fmax, and the log-mel does not change."""
+    import librosa
+
+    from msaf_learned_ssm.features import log_mel_and_chroma
+
+    config = ModelConfig()
+    y = librosa.resample(music, orig_sr=SR, target_sr=12000)
+    y = librosa.resample(y, orig_sr=12000, target_sr=SR)  # nothing left above 6 kHz
+    mel, chroma = log_mel_and_chroma(y, config, 2)
+    expected = librosa.feature.chroma_stft(y=y, sr=SR, n_fft=config.n_fft,
+                                           hop_length=config.hop_length, tuning=0.0).T
+    assert chroma.shape == expected.shape == (mel.shape[1], 12)
+    np.testing.assert_allclose(chroma, expected, atol=1e-4)
+    np.testing.assert_array_equal(mel, log_mel(y, config, 2))
+    patches = compute_patches(y, config, 1, keep_chroma=True)
+    np.testing.assert_allclose(patches.chroma, chroma, atol=1e-6)
+    assert compute_patches(y, config, 1).chroma is None
