@@ -34,9 +34,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-THRESHOLDS = ("auto", 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
+THRESHOLDS = ("auto", 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 N_LABELS = (4, 5, 6)
-CHROMA_WEIGHTS = (0.2, 0.3, 0.4, 0.5)
+CHROMA_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 
 
 def song_inputs(track, analyzer, cache_dir: Path) -> dict:

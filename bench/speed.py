@@ -235,12 +235,14 @@ def worker_many(args) -> None:
     paths = args.audio.split(",")
     prefetch = None if args.prefetch < 0 else args.prefetch
     analyzer = Analyzer(args.model, device="auto")
-    for _ in analyzer.analyze_many(paths[:2], prefetch=prefetch):
+    options = {"prefetch": prefetch, "batch_tracks": args.batch_tracks,
+               "labels": args.labels}
+    for _ in analyzer.analyze_many(paths[:2], **options):
         pass
     times = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        results = list(analyzer.analyze_many(paths, prefetch=prefetch))
+        results = list(analyzer.analyze_many(paths, **options))
         _sync(analyzer.device)
         times.append(time.perf_counter() - t0)
     failed = [p for p, r in results if isinstance(r, Exception)]
@@ -463,10 +465,12 @@ def main(argv: Optional[list[str]] = None) -> None:
         rows["d"] = run_worker(["author", "--model", model_path, "--audio", str(audio),
                                 "--repeats", str(REPEATS)])
         batch = ",".join([str(p) for p in BATCH_AUDIO if p.is_file()] * 4 or [str(audio)] * 6)
-        for key, prefetch in [("many", "-1"), ("many_prefetch", "2")]:
-            print(f"batch, prefetch {prefetch} ...", flush=True)
+        for key, extra in [("many", ["--prefetch", "-1"]), ("many_prefetch", ["--prefetch", "2"]),
+                           ("many_batch4", ["--batch-tracks", "4"]),
+                           ("many_labels", ["--labels"])]:
+            print(f"batch {key} ...", flush=True)
             rows[key] = run_worker(["many", "--model", model_path, "--audio", batch,
-                                    "--repeats", "3", "--prefetch", prefetch])
+                                    "--repeats", "3", *extra])
         rows["dask"] = run_worker(["dask", "--model", model_path, "--audio", batch])
         rows["msaf_col"] = run_worker(["msaf_collection", "--model", model_path, "--audio",
                                        batch, "--jobs", "2"])
@@ -566,11 +570,15 @@ def main(argv: Optional[list[str]] = None) -> None:
         f"({'the three reference files, four times each' if BATCH_AUDIO[0].is_file() else 'the track above, six times'}); "
         "median of 3 passes after a warm-up.")
     say()
-    say("| prefetch | seconds | files per second |")
+    say("| setting | seconds | files per second |")
     say("|---|---:|---:|")
     for key, label in [("many", f"default (`None`, here {m['prefetch']}: 2 with a GPU or "
                                 "spare CPU cores, else 0)"),
-                       ("many_prefetch", "2 (decode the next files in background threads)")]:
+                       ("many_prefetch", "2 (decode the next files in background threads)"),
+                       ("many_batch4", "default, `batch_tracks=4` (4 files per forward "
+                                       "pass: for GPUs)"),
+                       ("many_labels", "default, `labels=True` (beats and chroma for the "
+                                       "labels, as the CLI and MSAF compute them)")]:
         r = rows[key]
         say(f"| {label} | {r['seconds']:.2f} | {r['n_files'] / r['seconds']:.1f} |")
     say()
@@ -652,6 +660,8 @@ def worker_main(argv: list[str]) -> None:
                                          "dask", "msaf_collection"])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--prefetch", type=int, default=-1, help="many: -1 = auto")
+    parser.add_argument("--batch-tracks", type=int, default=1, help="many: files per pass")
+    parser.add_argument("--labels", action="store_true", help="many: labels=True")
     parser.add_argument("--model", required=True)
     parser.add_argument("--audio", required=True)
     parser.add_argument("--warmup")

@@ -73,6 +73,8 @@ def test_item7_divergence_stops_with_an_error_and_saves_nothing_non_finite(corpu
             assert all(torch.isfinite(w).all() for w in weights.values())
     result = _train_cli(corpus, tmp_path / "cli" / "nan.pt", "--epochs", "2", "--lr", "1e8")
     assert result.exit_code == 2 and "error:" in result.output and "Traceback" not in result.output
+    # The epoch's progress bar is cleared first: the error starts a line of its own.
+    assert result.output.splitlines()[-1].startswith("error: the loss became")
 
 
 def test_item9_unwritable_out_fails_before_any_work(corpus, tmp_path):

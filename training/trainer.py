@@ -521,28 +521,29 @@ def _run(train_tracks, val_tracks, paths, model_config, config, cache_dir, dev, 
         # ``position`` counts steps; one step trains on one track per rank.
         mine = shard(order, rank, world) if ctx is not None else order
         state.model.train()
-        bar = tqdm(total=len(mine), initial=state.position, disable=not progress, leave=False,
-                   desc=f"epoch {state.epoch + 1}/{config.epochs}")
-        while state.position < len(mine):
-            base = train_examples[mine[state.position]]
-            example = _epoch_example(base, tracks_by_id[base.track_id], cache, config,
-                                     state.epoch)
-            crop_rng = np.random.default_rng([config.seed, state.epoch,
-                                              state.position * world + rank])
-            _step(state, example, crop_rng, dev, stepper)
-            state.position += 1
-            steps_done += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{state.running['loss'] / state.running['n']:.4f}")
-            if (main and state.position % config.checkpoint_every == 0
-                    and state.position < len(mine)):
-                state.save(state_path)
-            if stop_after_steps is not None and steps_done >= stop_after_steps:
-                if main:
+        # The bar is closed (and its line cleared) however the epoch ends, so that an
+        # error message starts on a line of its own.
+        with tqdm(total=len(mine), initial=state.position, disable=not progress, leave=False,
+                  desc=f"epoch {state.epoch + 1}/{config.epochs}") as bar:
+            while state.position < len(mine):
+                base = train_examples[mine[state.position]]
+                example = _epoch_example(base, tracks_by_id[base.track_id], cache, config,
+                                         state.epoch)
+                crop_rng = np.random.default_rng([config.seed, state.epoch,
+                                                  state.position * world + rank])
+                _step(state, example, crop_rng, dev, stepper)
+                state.position += 1
+                steps_done += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{state.running['loss'] / state.running['n']:.4f}")
+                if (main and state.position % config.checkpoint_every == 0
+                        and state.position < len(mine)):
                     state.save(state_path)
-                bar.close()
-                return TrainResult(state.history, state.best, state.epoch, "steps", skipped)
-        bar.close()
+                if stop_after_steps is not None and steps_done >= stop_after_steps:
+                    if main:
+                        state.save(state_path)
+                    return TrainResult(state.history, state.best, state.epoch, "steps",
+                                       skipped)
         record = _end_epoch(state, val_examples, peaks, dev, started, best_path, ctx)
         if main:
             state.save(state_path)
