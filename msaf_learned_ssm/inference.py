@@ -143,8 +143,8 @@ class Analysis:
         """Labels of the segments between ``boundaries`` (default: :attr:`boundaries`).
 
         Uses the embeddings, and the beat-synchronous chroma when the analysis has it
-        (``labels=True``); ``threshold`` and ``similarity`` default to
-        :data:`labels.DEFAULT_THRESHOLD` and :data:`labels.DEFAULT_SIMILARITY`.
+        (``labels=True``); ``threshold`` and ``similarity``: see
+        :func:`labels.label_segments` (None: the defaults).
 
         Returns
         -------
@@ -157,8 +157,7 @@ class Analysis:
         return labels.label_segments(
             self.embeddings, self.patch_times,
             self.boundaries if boundaries is None else np.asarray(boundaries, dtype=float),
-            labels.DEFAULT_THRESHOLD if threshold is None else threshold,
-            similarity or labels.DEFAULT_SIMILARITY, chroma=chroma)
+            threshold, similarity or labels.DEFAULT_SIMILARITY, chroma=chroma)
 
 
 def _trivial(patches: Patches, source: str, why: str) -> Analysis:

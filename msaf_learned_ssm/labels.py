@@ -27,13 +27,15 @@ from .errors import ConfigError
 #: Segment similarities :func:`label_segments` can use.
 SIMILARITIES = ("aligned", "mean")
 
-#: Default similarity and threshold: the best pooled pairwise F on the validation renders
-#: (``bench/results/labels.md``, ``bench/label_methods.py``).
+#: Default similarity and thresholds (with the chroma, and for the learned similarity
+#: alone): the best pooled pairwise F on the validation renders (``bench/results/labels.md``,
+#: ``bench/label_methods.py``).
 DEFAULT_SIMILARITY = "aligned"
-DEFAULT_THRESHOLD = 0.55
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD_LEARNED_ONLY = 0.85
 
 #: Weight of the learned similarity against the chroma one when chroma is given.
-DEFAULT_CHROMA_WEIGHT = 0.3
+DEFAULT_CHROMA_WEIGHT = 0.2
 
 #: Beat-synchronous chroma frames left out at each end of a segment before its 2D-FMC
 #: (fmc2d's ``2dfmc_offset``: boundaries are rarely exactly on the beat).
@@ -284,7 +286,7 @@ def cluster_segments(similarity: np.ndarray, threshold: Union[float, str] = "aut
 
 
 def label_segments(embeddings: np.ndarray, patch_times: np.ndarray, boundaries: np.ndarray,
-                   threshold: Union[float, str] = DEFAULT_THRESHOLD,
+                   threshold: Union[float, str, None] = None,
                    similarity: str = DEFAULT_SIMILARITY,
                    chroma: Optional[tuple[np.ndarray, np.ndarray]] = None,
                    chroma_weight: float = DEFAULT_CHROMA_WEIGHT) -> np.ndarray:
@@ -296,8 +298,9 @@ def label_segments(embeddings: np.ndarray, patch_times: np.ndarray, boundaries: 
     patch_times : np.ndarray, shape (T,)
     boundaries : np.ndarray, shape (n_segments + 1,)
         Boundary times (s), from any algorithm.
-    threshold : float or "auto"
-        See :func:`cluster_segments`.
+    threshold : float, "auto" or None
+        See :func:`cluster_segments`. None: :data:`DEFAULT_THRESHOLD` with ``chroma``,
+        :data:`DEFAULT_THRESHOLD_LEARNED_ONLY` without.
     similarity : {"aligned", "mean"}
         :func:`aligned_similarity` or :func:`segment_similarity`.
     chroma : (row_starts, rows) or None
@@ -320,8 +323,11 @@ def label_segments(embeddings: np.ndarray, patch_times: np.ndarray, boundaries: 
         raise ConfigError(f"chroma_weight must be in [0, 1], got {chroma_weight!r}")
     measure = aligned_similarity if similarity == "aligned" else segment_similarity
     combined = measure(embeddings, patch_times, boundaries)
-    if chroma is not None and len(chroma[0]):
+    use_chroma = chroma is not None and len(chroma[0]) > 0
+    if use_chroma:
         row_starts, rows = chroma
         combined = (chroma_weight * combined
                     + (1.0 - chroma_weight) * chroma_similarity(rows, row_starts, boundaries))
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLD if use_chroma else DEFAULT_THRESHOLD_LEARNED_ONLY
     return cluster_segments(combined, threshold)

@@ -46,7 +46,6 @@ from msaf.algorithms.interface import SegmenterInterface
 from .config import FINE_LEVEL_PEAKS, PeakConfig
 from .errors import AudioLoadError, ConfigError
 from .labels import DEFAULT_SIMILARITY as DEFAULT_LABEL_SIMILARITY
-from .labels import DEFAULT_THRESHOLD as DEFAULT_LABEL_THRESHOLD
 
 
 class PluginTag(str):
@@ -77,11 +76,13 @@ config: dict[str, Any] = {
     # Where boundaries fall: "frame" (novelty peaks), "beat" or "bar" (moved to the nearest
     # beat / downbeat of the package's beat tracker); None: the model file's own.
     "ssm_sync": None,
-    # Labels: segments whose learned similarity (in [0, 1]) is at least this share a label
-    # (average-linkage clustering), or "auto" (number of labels by silhouette); the
-    # similarity is "aligned" (best time lag between the two segments) or "mean" (mean
-    # over the two segments' block). See labels.DEFAULT_THRESHOLD.
-    "ssm_label_threshold": DEFAULT_LABEL_THRESHOLD,
+    # Labels: segments whose similarity (in [0, 1]: the learned one weighted with the
+    # 2D-FMC similarity of beat-synchronous chroma, labels.DEFAULT_CHROMA_WEIGHT) is at
+    # least this share a label (average-linkage clustering), or "auto" (number of labels
+    # by silhouette); None: labels.DEFAULT_THRESHOLD.
+    # The learned similarity is "aligned" (best time lag between the two segments) or
+    # "mean" (mean over the two segments' block).
+    "ssm_label_threshold": None,
     "ssm_label_similarity": DEFAULT_LABEL_SIMILARITY,
     # Hierarchical mode (hier=True): a finer level of phrases from the same novelty curve
     # with a lower ratio threshold and a shorter minimum distance; the coarse level is the
