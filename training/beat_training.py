@@ -254,17 +254,20 @@ def train_tracker(train_tracks: Sequence[Track], val_tracks: Sequence[Track], ou
             model.train()
             losses = []
             steps = range(0, len(order), config.batch_size)
-            for first in tqdm(steps, desc=f"tracker epoch {epoch}", disable=not progress,
-                              leave=False):
-                x, y = _batch([items[i] for i in order[first:first + config.batch_size]],
-                              config.crop_frames, rng)
-                loss = F.binary_cross_entropy_with_logits(model(x), y)
-                if not torch.isfinite(loss):
-                    raise TrainingDivergedError(f"non-finite loss at epoch {epoch}; lower --lr")
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
+            # Closed on any exit, so that an error message starts a line of its own.
+            with tqdm(steps, desc=f"tracker epoch {epoch}", disable=not progress,
+                      leave=False) as bar:
+                for first in bar:
+                    x, y = _batch([items[i] for i in order[first:first + config.batch_size]],
+                                  config.crop_frames, rng)
+                    loss = F.binary_cross_entropy_with_logits(model(x), y)
+                    if not torch.isfinite(loss):
+                        raise TrainingDivergedError(f"non-finite loss at epoch {epoch}; "
+                                                    "lower --lr")
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    losses.append(loss.item())
             scores = evaluate_tracker(model, val)
             score = 0.5 * (scores["beat_F"] + scores["downbeat_F"])
             record = {"epoch": epoch, "loss": float(np.mean(losses)), **scores,
