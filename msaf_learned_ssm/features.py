@@ -92,6 +92,36 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmax: float,
     return weights.astype(np.float32)
 
 
+def chroma_filterbank(sample_rate: int, n_fft: int, n_chroma: int = 12,
+                      centre_octave: float = 5.0, octave_width: float = 2.0) -> np.ndarray:
+    """Chroma filters of the FFT bins (tuning 0, pitch classes from C), float32.
+
+    The same matrix as ``librosa.filters.chroma(sr=sample_rate, n_fft=n_fft,
+    n_chroma=n_chroma, tuning=0.0)`` (``tests/test_front_end.py``), without importing
+    librosa (see :func:`mel_filterbank`): each bin spreads a Gaussian over the pitch
+    classes near its frequency, columns have unit L2 norm, then a Gaussian over octaves
+    centred on ``centre_octave`` (C5 at 523 Hz, ``octave_width`` octaves wide) weighs them.
+
+    Returns
+    -------
+    np.ndarray, shape (n_chroma, 1 + n_fft // 2)
+    """
+    frequencies = np.linspace(0, sample_rate, n_fft, endpoint=False)[1:]
+    # Octaves above A0 (27.5 Hz), in chroma bins.
+    bins = n_chroma * np.log2(frequencies / (440.0 / 16))
+    bins = np.concatenate(([bins[0] - 1.5 * n_chroma], bins))
+    widths = np.concatenate((np.maximum(bins[1:] - bins[:-1], 1.0), [1.0]))
+    distance = np.subtract.outer(bins, np.arange(n_chroma, dtype=float)).T
+    half = np.round(n_chroma / 2.0)
+    distance = np.remainder(distance + half + 10 * n_chroma, n_chroma) - half
+    weights = np.exp(-0.5 * (2 * distance / widths[None, :]) ** 2)
+    norms = np.sqrt((weights ** 2).sum(axis=0, keepdims=True))
+    weights /= np.where(norms < np.finfo(np.float32).tiny, 1.0, norms)
+    weights *= np.exp(-0.5 * ((bins / n_chroma - centre_octave) / octave_width) ** 2)[None, :]
+    weights = np.roll(weights, -3 * (n_chroma // 12), axis=0)  # start at C, not A
+    return np.ascontiguousarray(weights[:, : 1 + n_fft // 2], dtype=np.float32)
+
+
 def periodic_hann(n: int) -> np.ndarray:
     """Periodic Hann window of ``n`` samples (``scipy.signal.get_window("hann", n)``)."""
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)).astype(np.float32)
@@ -201,11 +231,9 @@ def log_mel_and_chroma(y: np.ndarray, config: ModelConfig, n_threads: Optional[i
 
 @functools.lru_cache(maxsize=8)
 def _chroma_filters(sample_rate: int, n_fft: int, n_values: int) -> np.ndarray:
-    """librosa's chroma filters (tuning 0) as a (n_values, 12) projection of the squared
-    interleaved spectrum (:func:`_mel_filters`), for the bins the log-mel uses."""
-    import librosa
-
-    basis = librosa.filters.chroma(sr=sample_rate, n_fft=n_fft, tuning=0.0)[:, :n_values // 2]
+    """:func:`chroma_filterbank` as a (n_values, 12) projection of the squared interleaved
+    spectrum (:func:`_mel_filters`), for the bins the log-mel uses."""
+    basis = chroma_filterbank(sample_rate, n_fft)[:, :n_values // 2]
     projection = np.ascontiguousarray(np.repeat(basis, 2, axis=1).T, dtype=np.float32)
     projection.setflags(write=False)
     return projection

@@ -121,13 +121,17 @@ def test_eval_conv_path_equals_training_path(slope):
 def test_mel_filters_and_window_equal_librosa_without_importing_it():
     import librosa
 
-    from msaf_learned_ssm.features import mel_filterbank, periodic_hann
+    from msaf_learned_ssm.features import chroma_filterbank, mel_filterbank, periodic_hann
 
     for sr, n_fft, n_mels, fmax in [(22050, 2048, 80, 8000.0), (16000, 1024, 64, 7000.0)]:
         ours = mel_filterbank(sr, n_fft, n_mels, fmax)
         ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmax=fmax)
         assert ours.dtype == ref.dtype and ours.shape == ref.shape
         np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-7)
+        chroma = chroma_filterbank(sr, n_fft)
+        ref = librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=0.0)
+        assert chroma.dtype == ref.dtype and chroma.shape == ref.shape
+        np.testing.assert_allclose(chroma, ref, rtol=0, atol=1e-7)
     np.testing.assert_allclose(periodic_hann(2048),
                                librosa.filters.get_window("hann", 2048, fftbins=True), atol=1e-7)
 
