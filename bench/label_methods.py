@@ -158,7 +158,8 @@ def main(argv=None) -> int:
     pooled = {m: [v for rows in per_set.values() for v in rows[m]]
               for m in next(iter(per_set.values()))}
     ranked = sorted(pooled, key=lambda m: -np.mean(pooled[m]))
-    keep = ranked[:args.top] + [m for m in ("fmc2d (MSAF's, 4 labels)", "mean, threshold 0.6")
+    baselines = ("aligned, threshold 0.85", "fmc2d (MSAF's, 4 labels)", "mean, threshold 0.6")
+    keep = ranked[:args.top] + [m for m in baselines
                                 if m in pooled and m not in ranked[:args.top]]
     head = " | ".join(f"{n} ({len(next(iter(r.values())))} songs)" for n, r in per_set.items())
     lines = [f"| labels | {head} | pooled |", "|---" * (len(per_set) + 2) + "|"]
@@ -170,7 +171,8 @@ def main(argv=None) -> int:
     text = (f"# Segment labels on annotated boundaries\n\nPairwise F (mir_eval), mean over "
             f"songs, labels of annotator 1's segments; model `{analyzer.identity['name']}` "
             f"(sha256 {analyzer.identity['sha256'][:12]}); the {args.top} best methods on "
-            f"the pooled sets, then the baselines. Command: `{command}`\n\n"
+            "the pooled sets, then the baselines (the learned similarity alone, MSAF's fmc2d, "
+            f"the package's labels before). Command: `{command}`\n\n"
             + "\n".join(lines) + "\n")
     print(text)
     if args.out:
