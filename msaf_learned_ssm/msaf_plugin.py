@@ -179,6 +179,12 @@ def hierarchical_peaks(novelty: np.ndarray, hop_sec: float, coarse: PeakConfig,
 class Segmenter(SegmenterInterface):
     """MSAF Segmenter running the learned SSM model on the track's audio."""
 
+    def _preprocess(self, valid_features=None) -> np.ndarray:
+        """MSAF's feature matrix. MSAF's own check accepts only its five features, so
+        labelling given boundaries (``boundaries_id="gt"`` or another algorithm's, which
+        MSAF's ``_postprocess`` does through this) failed with ``feature="learned_ssm"``."""
+        return self.features.features
+
     def _frame_times(self) -> np.ndarray:
         """Time stamps of MSAF's feature frames for this track (one per frame)."""
         n_frames = self.features.features.shape[0]

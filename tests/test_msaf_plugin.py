@@ -233,3 +233,26 @@ def test_learned_ssm_feature_shares_the_beats_of_the_features_file(collection,
     fresh.features  # reads the file (and learns the track's duration)
     assert np.allclose(fresh._shared_beats(), data["est_beats"])
     assert np.allclose(fresh._est_beats_times, data["est_beats"])
+
+
+def test_labels_of_given_boundaries_with_the_package_feature(planted_track,
+                                                             untrained_model_path, tmp_path):
+    """MSAF's label path on given boundaries (``boundaries_id="gt"``, what label evaluation
+    on annotated boundaries runs) with ``feature="learned_ssm"``: MSAF's own feature check
+    refused it before."""
+    from msaf.base import Features
+
+    audio = tmp_path / "audio" / "track.wav"
+    audio.parent.mkdir()
+    (tmp_path / "features").mkdir()
+    shutil.copyfile(planted_track[0], audio)
+    fs = msaf.input_output.FileStruct(str(audio))
+    config = _config(untrained_model_path, labels_id="learned_ssm")
+    config["features"] = Features.select_features("learned_ssm", fs, False, True)
+    config["hier"] = False
+    n_frames = config["features"].features.shape[0]
+    idxs = np.array([0, n_frames // 3, 2 * n_frames // 3, n_frames - 1])
+    module = msaf.run.get_labels_module("learned_ssm")
+    est_idxs, labels = module.Segmenter(fs, in_bound_idxs=idxs, **config).processFlat()
+    np.testing.assert_array_equal(est_idxs, idxs)
+    assert len(labels) == len(idxs) - 1
