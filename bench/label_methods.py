@@ -158,7 +158,12 @@ def main(argv=None) -> int:
     pooled = {m: [v for rows in per_set.values() for v in rows[m]]
               for m in next(iter(per_set.values()))}
     ranked = sorted(pooled, key=lambda m: -np.mean(pooled[m]))
-    baselines = ("aligned, threshold 0.85", "fmc2d (MSAF's, 4 labels)", "mean, threshold 0.6")
+    from msaf_learned_ssm import labels
+
+    shipped = (f"{labels.DEFAULT_SIMILARITY} + chroma, w={labels.DEFAULT_CHROMA_WEIGHT}, "
+               f"threshold {labels.DEFAULT_THRESHOLD}")
+    baselines = (shipped, "aligned, threshold 0.85", "fmc2d (MSAF's, 4 labels)",
+                 "mean, threshold 0.6")
     keep = ranked[:args.top] + [m for m in baselines
                                 if m in pooled and m not in ranked[:args.top]]
     head = " | ".join(f"{n} ({len(next(iter(r.values())))} songs)" for n, r in per_set.items())
@@ -171,8 +176,8 @@ def main(argv=None) -> int:
     text = (f"# Segment labels on annotated boundaries\n\nPairwise F (mir_eval), mean over "
             f"songs, labels of annotator 1's segments; model `{analyzer.identity['name']}` "
             f"(sha256 {analyzer.identity['sha256'][:12]}); the {args.top} best methods on "
-            "the pooled sets, then the baselines (the learned similarity alone, MSAF's fmc2d, "
-            f"the package's labels before). Command: `{command}`\n\n"
+            "the pooled sets, then the package's default and the baselines (the learned "
+            "similarity alone, MSAF's fmc2d, the package's labels before). Command: `{command}`\n\n"
             + "\n".join(lines) + "\n")
     print(text)
     if args.out:
