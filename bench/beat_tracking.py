@@ -83,7 +83,7 @@ def main(argv=None) -> int:
              "Mean over songs of `mir_eval.beat.f_measure` (70 ms; first 5 s trimmed). librosa: "
              "`librosa.beat.beat_track` on the audio, every 4th beat from its first counted as "
              "a downbeat. Seconds per song on one thread (this machine, same run).",
-             f"Command: `python bench/beat_tracking.py "
+             "Command: `python bench/beat_tracking.py "
              + " ".join(f'--set "{s}"' for s in args.set) + "`", "",
              "| songs | n | beat F ours | beat F librosa | downbeat F ours | downbeat F librosa "
              "| s/song ours | s/song librosa |", "|---|---|---|---|---|---|---|---|"]

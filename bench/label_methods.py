@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 THRESHOLDS = ("auto", 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 N_LABELS = (4, 5, 6)
+TOP_DEFAULT = 30
 CHROMA_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 
 
@@ -72,16 +73,14 @@ def fmc2d_labels(data: dict, bounds: np.ndarray, k: int = 4) -> np.ndarray:
 
 def k_labels(similarity: np.ndarray, k: int) -> np.ndarray:
     """Average-linkage clustering of a segment similarity into at most ``k`` labels."""
-    from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import squareform
+    from scipy.cluster.hierarchy import fcluster
+
+    from msaf_learned_ssm.labels import segment_linkage
 
     n = similarity.shape[0]
     if n <= 1:
         return np.zeros(n, dtype=int)
-    distance = np.clip(1.0 - 0.5 * (similarity + similarity.T), 0, None)
-    np.fill_diagonal(distance, 0.0)
-    return fcluster(linkage(squareform(distance, checks=False), "average"), min(k, n),
-                    criterion="maxclust")
+    return fcluster(segment_linkage(similarity)[0], min(k, n), criterion="maxclust")
 
 
 def score(ref_int, ref_lab, labels) -> float:
@@ -144,7 +143,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default=None, help="model name or file (default: shipped)")
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "labels")
     parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--top", type=int, default=30, help="rows shown (best first)")
+    parser.add_argument("--top", type=int, default=TOP_DEFAULT, help="rows shown (best first)")
     parser.add_argument("--out", type=Path, default=None, help="write the table here (.md)")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -172,12 +171,14 @@ def main(argv=None) -> int:
         cells = " | ".join(f"{np.mean(r[method]):.3f}" for r in per_set.values())
         lines.append(f"| {method} | {cells} | {np.mean(pooled[method]):.3f} |")
     command = "python bench/label_methods.py " + " ".join(f'--set "{s}"' for s in args.set) \
-        + (f" --model {args.model}" if args.model else "")
+        + (f" --model {args.model}" if args.model else "") \
+        + (f" --top {args.top}" if args.top != TOP_DEFAULT else "")
     text = (f"# Segment labels on annotated boundaries\n\nPairwise F (mir_eval), mean over "
             f"songs, labels of annotator 1's segments; model `{analyzer.identity['name']}` "
             f"(sha256 {analyzer.identity['sha256'][:12]}); the {args.top} best methods on "
             "the pooled sets, then the package's default and the baselines (the learned "
-            "similarity alone, MSAF's fmc2d, the package's labels before). Command: `{command}`\n\n"
+            "similarity alone, MSAF's fmc2d, the package's labels before). "
+            f"Command: `{command}`\n\n"
             + "\n".join(lines) + "\n")
     print(text)
     if args.out:

@@ -122,6 +122,27 @@ def chroma_filterbank(sample_rate: int, n_fft: int, n_chroma: int = 12,
     return np.ascontiguousarray(weights[:, : 1 + n_fft // 2], dtype=np.float32)
 
 
+def sync_frames(frames: np.ndarray, edges: np.ndarray, aggregate=np.mean) -> np.ndarray:
+    """Frames aggregated between consecutive edges (``librosa.util.sync`` on rows).
+
+    Parameters
+    ----------
+    frames : np.ndarray, shape (n_frames, d)
+    edges : np.ndarray of int, shape (n_edges,)
+        Strictly increasing frame indices in ``[0, n_frames]``; row ``k`` of the result
+        covers frames ``edges[k]`` to ``edges[k + 1] - 1``.
+    aggregate : callable
+        ``np.mean``, ``np.median``... taking ``axis``.
+
+    Returns
+    -------
+    np.ndarray, shape (n_edges - 1, d)
+    """
+    if len(edges) < 2:
+        return frames[:0]
+    return np.stack([aggregate(frames[a:b], axis=0) for a, b in zip(edges[:-1], edges[1:])])
+
+
 def periodic_hann(n: int) -> np.ndarray:
     """Periodic Hann window of ``n`` samples (``scipy.signal.get_window("hann", n)``)."""
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)).astype(np.float32)
@@ -196,7 +217,8 @@ def log_mel_and_chroma(y: np.ndarray, config: ModelConfig, n_threads: Optional[i
     n_fft, hop = config.n_fft, config.hop_length
     n_frames = 1 + len(y) // hop
     mel = np.empty((n_frames, config.n_mels), dtype=np.float32)
-    pitch = np.empty((n_frames, 12), dtype=np.float32) if chroma else None
+    pitch = (np.empty((n_frames, pitch_projection.shape[1]), dtype=np.float32) if chroma
+             else None)
 
     def project_block(first: int) -> None:
         count = min(STFT_BLOCK_FRAMES, n_frames - first)

@@ -449,13 +449,16 @@ class Analyzer:
             prefetch = self.default_prefetch()
         pending: list[tuple[Patches, str]] = []
         for path, decoded in self._decode_all([str(p) for p in paths], prefetch, labels):
-            if isinstance(decoded, Patches):
-                pending.append((decoded, path))
-            if pending and (len(pending) >= batch_tracks or not isinstance(decoded, Patches)):
+            if isinstance(decoded, LearnedSSMError):
+                # The files decoded before it come out first: results stay in order.
                 yield from self._analyze_pending(pending)
                 pending = []
-            if not isinstance(decoded, Patches):
                 yield path, decoded
+                continue
+            pending.append((decoded, path))
+            if len(pending) >= batch_tracks:
+                yield from self._analyze_pending(pending)
+                pending = []
         yield from self._analyze_pending(pending)
 
     def _decode_all(self, paths: list[str], prefetch: int, labels: bool
@@ -487,20 +490,18 @@ class Analyzer:
                          ) -> Iterator[tuple[str, Union[Analysis, LearnedSSMError]]]:
         """Analyses of decoded files; a batch that fails is redone file by file, so that
         the error is reported for the file that caused it only."""
-        if not pending:
-            return
         try:
-            results = self.analyze_batch(pending) if len(pending) > 1 else None
-        except LearnedSSMError:
-            results = None
-        if results is not None:
-            yield from ((source, result) for (_, source), result in zip(pending, results))
-            return
-        for patches, source in pending:
-            try:
-                yield source, self.analyze_patches(patches, source)
-            except LearnedSSMError as exc:
-                yield source, exc
+            results = self.analyze_batch(pending)
+        except LearnedSSMError as exc:
+            results = [exc] if len(pending) == 1 else [self._analyze_one(*p) for p in pending]
+        yield from ((source, result) for (_, source), result in zip(pending, results))
+
+    def _analyze_one(self, patches: Patches, source: str
+                     ) -> Union[Analysis, LearnedSSMError]:
+        try:
+            return self.analyze_patches(patches, source)
+        except LearnedSSMError as exc:
+            return exc
 
 
 _SHARED_LOCK = threading.Lock()

@@ -23,6 +23,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
 from .errors import ConfigError
+from .features import sync_frames
 
 #: Segment similarities :func:`label_segments` can use.
 SIMILARITIES = ("aligned", "mean")
@@ -163,8 +164,7 @@ def beat_chroma(chroma: np.ndarray, frame_sec: float, beat_times: np.ndarray
     n = len(chroma)
     cuts = np.unique(np.clip(np.round(np.asarray(beat_times) / frame_sec).astype(int), 1, n))
     edges = np.concatenate([[0], cuts[cuts < n], [n]])
-    rows = np.array([np.median(chroma[a:b], axis=0) for a, b in zip(edges[:-1], edges[1:])])
-    return edges[:-1] * frame_sec, rows.reshape(-1, chroma.shape[1])
+    return edges[:-1] * frame_sec, sync_frames(chroma, edges, np.median)
 
 
 def fmc2d_features(segments: list[np.ndarray], offset: int = FMC_OFFSET) -> np.ndarray:
@@ -246,6 +246,27 @@ def _silhouette(distance: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(scores))
 
 
+def segment_linkage(similarity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Average-linkage tree of segments from their similarity.
+
+    Parameters
+    ----------
+    similarity : np.ndarray, shape (n, n), n >= 2
+        Values in [0, 1] (symmetrised here).
+
+    Returns
+    -------
+    tree : np.ndarray, shape (n - 1, 4)
+        ``scipy.cluster.hierarchy.linkage`` output.
+    distance : np.ndarray, shape (n, n)
+        ``1 - similarity``, zero diagonal.
+    """
+    distance = 1.0 - 0.5 * (similarity + similarity.T)
+    np.fill_diagonal(distance, 0.0)
+    tree = linkage(squareform(np.clip(distance, 0, None), checks=False), method="average")
+    return tree, distance
+
+
 def cluster_segments(similarity: np.ndarray, threshold: Union[float, str] = "auto",
                      max_labels: int = 10) -> np.ndarray:
     """Labels from a segment similarity matrix.
@@ -268,9 +289,7 @@ def cluster_segments(similarity: np.ndarray, threshold: Union[float, str] = "aut
     n = similarity.shape[0]
     if n <= 1:
         return np.zeros(n, dtype=int)
-    distance = 1.0 - 0.5 * (similarity + similarity.T)
-    np.fill_diagonal(distance, 0.0)
-    tree = linkage(squareform(np.clip(distance, 0, None), checks=False), method="average")
+    tree, distance = segment_linkage(similarity)
     if threshold == "auto":
         best, labels = 0.1, np.ones(n, dtype=int)
         for k in range(2, min(max_labels, n - 1) + 1):

@@ -134,9 +134,10 @@ class PatchEncoder(nn.Module):
         list of torch.Tensor, each shape (T_i, 128)
             The same as :meth:`forward` on each track.
         """
-        features = self.conv_features(torch.cat(tracks)) if tracks else None
-        sizes = [len(t) for t in tracks]
-        return [self._attend(x) for x in torch.split(features, sizes)] if tracks else []
+        if not tracks:
+            return []
+        features = self.conv_features(torch.cat(tracks))
+        return [self._attend(x) for x in torch.split(features, [len(t) for t in tracks])]
 
 
 def _pair(value) -> tuple[int, int]:

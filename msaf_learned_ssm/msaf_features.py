@@ -28,6 +28,7 @@ from msaf.base import Features, FeatureTypes
 
 from .audio import load_audio
 from .errors import AudioLoadError
+from .features import sync_frames
 
 
 class LearnedSSMGrid(Features):
@@ -135,8 +136,7 @@ class LearnedSSMGrid(Features):
         edges = np.unique(np.clip(np.asarray(beat_frames, dtype=int), 0, n))
         if pad:
             edges = np.union1d(edges, [0, n])
-        synced = np.stack([feats[a:b].mean(axis=0) for a, b in zip(edges[:-1], edges[1:])
-                           if b > a]) if len(edges) > 1 else feats[:0]
+        synced = sync_frames(feats, edges)
         times = np.copy(beat_times)
         if times.shape[0] != synced.shape[0]:
             times = np.concatenate((times, [(n - 1) * self.hop_length / float(self.sr)]))
