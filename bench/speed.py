@@ -524,6 +524,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     else:
         say("- GPU: none on this machine (CPU rows only); on a CUDA machine "
             "`device=\"auto\"` selects the GPU for the encoder and the novelty head.")
+    say("- GPU rows (inference files per second in float32 and mixed precision, training "
+        "seconds per epoch): `bench/results/speed_gpu.md`, from `bench/gpu.py` on a GPU "
+        "machine.")
     say(f"- Model: {model_desc}.")
     say(f"- Track: {audio_desc}, {rows['b']['duration']:.1f} s, "
         f"{rows['b']['n_patches']} patches.")

@@ -416,10 +416,14 @@ class Analyzer:
                                     peaks, sync)
 
     def default_prefetch(self) -> int:
-        """Files :meth:`analyze_many` decodes ahead by default: 2 with a GPU or spare CPU
-        cores (cores beyond ``torch.get_num_threads()``), else 0."""
-        spare_cores = default_threads() > torch.get_num_threads()
-        return 2 if self.device.type != "cpu" or spare_cores else 0
+        """Files :meth:`analyze_many` decodes ahead by default: with a GPU, half the
+        threads (at least 2), since the GPU then waits on decoding and the STFT (on a
+        16-core H200 machine 8 files ahead gave 37 files per second, 2 gave 25,
+        ``bench/results/speed_gpu.md``); on a CPU with spare cores (cores beyond
+        ``torch.get_num_threads()``) 2; else 0."""
+        if self.device.type != "cpu":
+            return max(2, torch.get_num_threads() // 2)
+        return 2 if default_threads() > torch.get_num_threads() else 0
 
     def analyze_many(self, paths: Iterable[PathLike], prefetch: Optional[int] = None,
                      labels: bool = False, batch_tracks: int = 1
@@ -434,8 +438,8 @@ class Analyzer:
         paths : iterable of path-like
         prefetch : int >= 0 or None
             Files decoded ahead in background threads, overlapping with the model. None:
-            2 when the model runs on a GPU or the CPU has cores that torch does not use,
-            else 0. On a CPU whose cores all run the encoder, decoding ahead only competes
+            :meth:`default_prefetch` (half the threads with a GPU; 2 when the CPU has cores
+            that torch does not use; else 0). On a CPU whose cores all run the encoder, decoding ahead only competes
             with it and the batch is slower (``bench/results/speed.md``, batch rows).
         labels : bool
             As in :meth:`analyze`.
@@ -471,10 +475,15 @@ class Analyzer:
                 except LearnedSSMError as exc:
                     yield path, exc
             return
-        # Files decode one thread each: the parallelism is across files, beside the model.
+        # With a GPU the cores are free for decoding and are shared among the files decoded
+        # at once (a file's decoding and STFT run in parallel parts; one thread per file
+        # left cores idle on a 16-core GPU machine, bench/results/speed_gpu.md). On a CPU
+        # the encoder uses torch's threads, so each file decodes on one spare core.
+        threads_per_file = (max(1, torch.get_num_threads() // prefetch)
+                            if self.device.type != "cpu" else 1)
         with ThreadPoolExecutor(max_workers=prefetch) as pool:
             def decode(p: str) -> Patches:
-                return self.patches(p, 1, labels=labels)
+                return self.patches(p, threads_per_file, labels=labels)
 
             futures = [pool.submit(decode, p) for p in paths[:prefetch]]
             for i, path in enumerate(paths):
