@@ -11,13 +11,14 @@ import torch
 
 pytest.importorskip("pedalboard", reason="pedalboard (the [train] extra) applies the effects")
 
-from msaf_learned_ssm import ModelConfig  # noqa: E402
+from msaf_learned_ssm import ConfigError, ModelConfig  # noqa: E402
 from msaf_learned_ssm.checkpoint import read_checkpoint  # noqa: E402
 from msaf_learned_ssm.examples import write_synthetic_corpus  # noqa: E402
 from msaf_learned_ssm_training.augment import (AugmentConfig, apply_augmentation,  # noqa: E402
                                                draw_augmentation)
 from msaf_learned_ssm_training.corpus import FeatureCache, find_tracks  # noqa: E402
-from msaf_learned_ssm_training.trainer import TrainConfig, load_example, train  # noqa: E402
+from msaf_learned_ssm_training.trainer import (TrainConfig, _ahead, load_example,  # noqa: E402
+                                                train)
 
 SR = 22050
 NONE = dict(p_eq=0.0, p_lowpass=0.0, p_noise=0.0, p_pitch=0.0, p_tempo=0.0, p_mp3=0.0)
@@ -112,9 +113,13 @@ def test_training_with_augmentation_resumes_to_identical_weights(corpus, tmp_pat
     aug = AugmentConfig(variants=2, p_pitch=0.0).to_dict()  # tempo, EQ, noise, MP3 stay on
     cfg = TrainConfig(epochs=2, lr=1e-3, patience=10, seed=4, checkpoint_every=1, augment=aug)
     kwargs = dict(cache_dir=tmp_path / "cache", device="cpu", progress=False)
-    train(tracks[:3], tracks[3:], tmp_path / "full.pt", tiny, cfg, **kwargs)
-    train(tracks[:3], tracks[3:], tmp_path / "cut.pt", tiny, cfg, stop_after_steps=4, **kwargs)
-    train(tracks[:3], tracks[3:], tmp_path / "cut.pt", tiny, cfg, resume=True, **kwargs)
+    train(tracks[:3], tracks[3:], tmp_path / "full.pt", tiny, cfg, data_threads=0, **kwargs)
+    # The interrupted run prepares its augmented draws in 2 threads ahead of the steps, into
+    # a cache of its own (so it computes them, not reads the first run's).
+    threaded = dict(kwargs, cache_dir=tmp_path / "cache2", data_threads=2)
+    train(tracks[:3], tracks[3:], tmp_path / "cut.pt", tiny, cfg, stop_after_steps=4,
+          **threaded)
+    train(tracks[:3], tracks[3:], tmp_path / "cut.pt", tiny, cfg, resume=True, **threaded)
     a = read_checkpoint(tmp_path / "full.state.pt")["model"]["state_dict"]
     b = read_checkpoint(tmp_path / "cut.state.pt")["model"]["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -123,3 +128,27 @@ def test_training_with_augmentation_resumes_to_identical_weights(corpus, tmp_pat
     train(tracks[:3], tracks[3:], tmp_path / "plain.pt", tiny, plain, **kwargs)
     c = read_checkpoint(tmp_path / "plain.state.pt")["model"]["state_dict"]
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_examples_prepared_ahead_come_in_order_and_stop_when_closed():
+    made = []
+
+    def make(i):
+        made.append(i)
+        return i * 10
+
+    assert list(_ahead(range(7), make, 0)) == [0, 10, 20, 30, 40, 50, 60]
+    assert list(_ahead(range(7), make, 3)) == [0, 10, 20, 30, 40, 50, 60]
+    made.clear()
+    upcoming = _ahead(range(100), make, 2)
+    assert [next(upcoming) for _ in range(3)] == [0, 10, 20]
+    upcoming.close()
+    # At most 2 * workers ahead of what was consumed were started; the rest never runs.
+    assert len(made) <= 3 + 2 * 2
+
+
+def test_data_threads_is_validated(corpus, tmp_path):
+    tracks = find_tracks(corpus)
+    with pytest.raises(ConfigError, match="data_threads"):
+        train(tracks[:3], tracks[3:], tmp_path / "m.pt", ModelConfig(attention_layers=1),
+              TrainConfig(epochs=1), device="cpu", progress=False, data_threads=-1)

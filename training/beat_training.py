@@ -86,8 +86,9 @@ class TrackerFrameCache(FeatureCache):
     def _key_settings(self) -> dict:
         return {**super()._key_settings(), "tracker_frames": self.beat_config.frames_per_frame}
 
-    def _compute(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mel = standardize_bands(log_mel(y, self.config))
+    def _compute(self, y: np.ndarray, n_threads: Optional[int] = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        mel = standardize_bands(log_mel(y, self.config, n_threads))
         return tracker_frames(mel, self.beat_config.frames_per_frame, self.config.frame_sec)
 
 

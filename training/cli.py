@@ -103,6 +103,10 @@ def _pick_tracks(corpus_dir, val_dir, val_split, train_ids, val_ids, seed):
 @click.option("--augment-variants", type=click.IntRange(1), default=AugmentConfig.variants,
               show_default=True, help="Augmented draws per track (cached); epoch e uses "
                                       "draw e mod N.")
+@click.option("--data-threads", type=click.IntRange(0), default=None,
+              help="Threads that prepare the next tracks' augmented draws while the model "
+                   "trains (default: with a GPU, the cores less one; on a CPU, the cores "
+                   "torch leaves free). The weights do not depend on it.")
 @click.option("--seed", type=int, default=_T.seed, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
@@ -116,8 +120,8 @@ def _pick_tracks(corpus_dir, val_dir, val_split, train_ids, val_ids, seed):
 @click.pass_context
 def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, attention_layers,
           freeze_kernels, novelty_balanced, epochs, patience, lr, max_patches, checkpoint_every,
-          augment, augment_variants, seed, device, cache_dir, annotator, namespace, resume,
-          overwrite) -> None:
+          augment, augment_variants, data_threads, seed, device, cache_dir, annotator,
+          namespace, resume, overwrite) -> None:
     """Train a model on CORPUS_DIR (MSAF layout: audio/, references/*.jams).
 
     \b
@@ -137,8 +141,8 @@ def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, a
         result = _run_train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids,
                             alpha, attention_layers, freeze_kernels, novelty_balanced, epochs,
                             patience, lr, max_patches, checkpoint_every, augment,
-                            augment_variants, seed, device, cache_dir, annotator, namespace,
-                            resume, overwrite)
+                            augment_variants, data_threads, seed, device, cache_dir,
+                            annotator, namespace, resume, overwrite)
     for track_id, reason in result.skipped.items():
         _say(f"skipped {track_id}: {reason}")
     best = result.best or {}
@@ -149,8 +153,8 @@ def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, a
 
 def _run_train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha,
                attention_layers, freeze_kernels, novelty_balanced, epochs, patience, lr,
-               max_patches, checkpoint_every, augment, augment_variants, seed, device,
-               cache_dir, annotator, namespace, resume, overwrite):
+               max_patches, checkpoint_every, augment, augment_variants, data_threads, seed,
+               device, cache_dir, annotator, namespace, resume, overwrite):
     """The train command's work; LearnedSSMError becomes one ``error:`` line (exit 2)."""
     from .corpus import default_cache_dir
     from .trainer import train as run_training
@@ -173,7 +177,8 @@ def _run_train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alp
         return run_training(tracks, val_tracks, out, model_config, config,
                             cache_dir=cache_dir or default_cache_dir(corpus_dir),
                             device=device, resume=resume, overwrite=overwrite,
-                            epochs=epochs if (resume and given) else None)
+                            epochs=epochs if (resume and given) else None,
+                            data_threads=data_threads)
     except LearnedSSMError as exc:
         _fail(str(exc))
 

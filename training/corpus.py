@@ -162,9 +162,10 @@ class FeatureCache:
         """What, besides the audio, the cached values depend on."""
         return frontend_settings(self.config)
 
-    def _compute(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _compute(self, y: np.ndarray, n_threads: Optional[int] = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
         """Values (n_mels, n) and their times (n,) for mono audio ``y``."""
-        return compute_steps(y, self.config)
+        return compute_steps(y, self.config, n_threads)
 
     def path_for(self, audio: PathLike, augment: Optional[dict] = None) -> Path:
         """Cache file of ``audio`` (with augmentation parameters ``augment``, if any)."""
@@ -192,32 +193,34 @@ class FeatureCache:
         with atomic_open(path, "wb") as handle:
             np.savez(handle, steps=steps, step_times=times, duration=duration)
 
-    def steps(self, audio: PathLike, augment: Optional[dict] = None
-              ) -> tuple[np.ndarray, np.ndarray, float]:
+    def steps(self, audio: PathLike, augment: Optional[dict] = None,
+              n_threads: Optional[int] = None) -> tuple[np.ndarray, np.ndarray, float]:
         """(steps (n_mels, n_steps), step_times (n_steps,), duration s) of ``audio``.
 
         ``augment``: parameters of :func:`~msaf_learned_ssm_training.augment.draw_augmentation`
         applied to the waveform first (the duration is then the augmented audio's).
+        ``n_threads``: threads for decoding and the STFT (None: all cores).
         """
         path = self.path_for(audio, augment) if self.cache_dir is not None else None
         if path is not None and path.is_file():
             cached = self._read(path)
             if cached is not None:
                 return cached
-        y = load_audio(audio, self.config.sample_rate)
+        y = load_audio(audio, self.config.sample_rate, n_threads)
         if augment is not None:
             from .augment import apply_augmentation
 
             y, _ = apply_augmentation(y, self.config.sample_rate, augment)
-        steps, times = self._compute(y)
+        steps, times = self._compute(y, n_threads)
         duration = len(y) / self.config.sample_rate
         if path is not None:
             self._write(path, steps, times, duration)
         return steps, times, duration
 
-    def patches(self, audio: PathLike, augment: Optional[dict] = None) -> Patches:
+    def patches(self, audio: PathLike, augment: Optional[dict] = None,
+                n_threads: Optional[int] = None) -> Patches:
         """The model's input patches for ``audio`` (augmented by ``augment`` if given)."""
-        steps, times, duration = self.steps(audio, augment)
+        steps, times, duration = self.steps(audio, augment, n_threads)
         return patches_from_steps(steps, times, duration, self.config)
 
 

@@ -24,8 +24,11 @@ uninterrupted run.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence, Union
@@ -38,10 +41,11 @@ from tqdm.auto import tqdm
 from msaf_learned_ssm_jams.fileio import PathLike
 from msaf_learned_ssm.checkpoint import atomic_torch_save, checkpoint_dict, read_checkpoint
 from msaf_learned_ssm.config import ModelConfig, PeakConfig
-from msaf_learned_ssm.errors import CheckpointError, LearnedSSMError, OutputError
+from msaf_learned_ssm.errors import CheckpointError, ConfigError, LearnedSSMError, OutputError
 from msaf_learned_ssm.fileio import atomic_write_text
 from msaf_learned_ssm.inference import resolve_device
 from msaf_learned_ssm.model import SSMNet, cosine_ssm
+from msaf_learned_ssm.parallel import default_threads
 from msaf_learned_ssm.peaks import novelty_to_boundaries
 from msaf_learned_ssm_jams.fileio import check_writable_dir
 from msaf_learned_ssm_jams.segments import DURATION_TOL
@@ -179,15 +183,16 @@ def _check_fits(track: Track, intervals: np.ndarray, duration: float) -> None:
 
 
 def load_example(track: Track, cache: FeatureCache, config: TrainConfig,
-                 augment: Optional[dict] = None) -> Example:
+                 augment: Optional[dict] = None, n_threads: Optional[int] = None) -> Example:
     """Patches and ground truth of one track (raises LearnedSSMError on bad input).
 
     With ``augment`` (drawn parameters), the waveform is augmented first and the reference's
-    times are scaled with the tempo change.
+    times are scaled with the tempo change. ``n_threads``: for decoding and the STFT (None:
+    all cores).
     """
     intervals, labels = _reference(track, config)
-    _check_fits(track, intervals, cache.steps(track.audio)[2])
-    patches = cache.patches(track.audio, augment)
+    _check_fits(track, intervals, cache.steps(track.audio, n_threads=n_threads)[2])
+    patches = cache.patches(track.audio, augment, n_threads)
     if augment is not None and augment.get("tempo") is not None:
         intervals = np.asarray(intervals, dtype=float) / float(augment["tempo"])
     return Example(track.track_id, patches.data, patches.times,
@@ -357,13 +362,52 @@ def _load_examples(tracks: Sequence[Track], cache: FeatureCache, config: TrainCo
 
 
 def _epoch_example(base: Example, track: Track, cache: FeatureCache, config: TrainConfig,
-                   epoch: int) -> Example:
+                   epoch: int, n_threads: Optional[int] = None) -> Example:
     """The example a training step sees: ``base``, or this epoch's augmented draw of it."""
     if config.augment is None:
         return base
     augment = AugmentConfig(**config.augment)
     params = draw_augmentation(augment, config.seed, track.track_id, epoch % augment.variants)
-    return load_example(track, cache, config, params)
+    return load_example(track, cache, config, params, n_threads)
+
+
+def default_data_threads(device: torch.device, world_size: int = 1) -> int:
+    """Threads that prepare upcoming tracks (augmented draws) beside the training steps.
+
+    With a GPU, this rank's share of the cores less one (the steps leave the CPU idle, and
+    an augmented draw costs far more than a step: ``bench/results/speed_gpu.md``); on a
+    CPU, the cores that torch's own threads leave free.
+    """
+    share = default_threads() // max(world_size, 1)
+    if device.type != "cpu":
+        return max(1, share - 1)
+    return max(0, share - torch.get_num_threads())
+
+
+def _ahead(items: Sequence, make: Callable, workers: int) -> Iterator:
+    """``make(item)`` for each item, in order; with ``workers`` > 0 computed up to
+    ``2 * workers`` items ahead in threads (one thread of CPU work each).
+
+    The results do not depend on the threads: an example depends only on its track, the
+    seed and the epoch. Closing the iterator early cancels what has not started.
+    """
+    if workers < 1:
+        for item in items:
+            yield make(item)
+        return
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        queue: deque = deque()
+        rest = iter(items)
+        for item in itertools.islice(rest, 2 * workers):
+            queue.append(pool.submit(make, item))
+        while queue:
+            result = queue.popleft().result()
+            for item in itertools.islice(rest, 1):
+                queue.append(pool.submit(make, item))
+            yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _step(state: TrainState, example: Example, rng: np.random.Generator,
@@ -402,7 +446,8 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
           cache_dir: Optional[PathLike] = None, device: str = "auto", resume: bool = False,
           progress: bool = True, stop_after_steps: Optional[int] = None,
           on_event: Optional[Callable[[str, dict], None]] = None, *,
-          overwrite: bool = False, epochs: Optional[int] = None) -> TrainResult:
+          overwrite: bool = False, epochs: Optional[int] = None,
+          data_threads: Optional[int] = None) -> TrainResult:
     """Train SSM-Net; see the module docstring for the files written.
 
     Parameters
@@ -431,6 +476,10 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
     epochs : int, optional
         With ``resume``: train until this many epochs in all (a finished run can be
         extended); default the saved run's.
+    data_threads : int >= 0, optional
+        Threads that prepare the next tracks' augmented draws while the model trains
+        (0: in turn with the steps); default :func:`default_data_threads`. The weights do
+        not depend on it.
 
     Returns
     -------
@@ -456,7 +505,11 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
     paths = run_paths(out)
     if not train_tracks:
         raise LearnedSSMError("no training tracks given")
+    if data_threads is not None and (not isinstance(data_threads, int) or data_threads < 0):
+        raise ConfigError(f"data_threads must be an integer >= 0, got {data_threads!r}")
     ctx, dev = init_distributed(resolve_device(device))
+    if data_threads is None:
+        data_threads = default_data_threads(dev, ctx.world_size if ctx else 1)
     try:
         _refuse_existing(paths, resume, overwrite)
         barrier(ctx)  # every rank has looked before rank 0 writes anything
@@ -464,7 +517,7 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
         with deterministic():
             return _run(train_tracks, val_tracks, paths, model_config, config, cache_dir,
                         dev, resume, progress and (ctx is None or ctx.is_main),
-                        stop_after_steps, on_event, epochs, ctx)
+                        stop_after_steps, on_event, epochs, ctx, data_threads)
     finally:
         shutdown(ctx)
 
@@ -487,7 +540,7 @@ def _start(paths: tuple, model_config: ModelConfig, config: TrainConfig, dev: to
 
 def _run(train_tracks, val_tracks, paths, model_config, config, cache_dir, dev, resume,
          progress, stop_after_steps, on_event, epochs,
-         ctx: Optional[DistributedContext] = None) -> TrainResult:
+         ctx: Optional[DistributedContext] = None, data_threads: int = 0) -> TrainResult:
     best_path, state_path, log_path = paths
     main = ctx is None or ctx.is_main
     world, rank = (ctx.world_size, ctx.rank) if ctx else (1, 0)
@@ -521,14 +574,19 @@ def _run(train_tracks, val_tracks, paths, model_config, config, cache_dir, dev, 
         # ``position`` counts steps; one step trains on one track per rank.
         mine = shard(order, rank, world) if ctx is not None else order
         state.model.train()
+        def prepare(index: int, epoch: int = state.epoch) -> Example:
+            base = train_examples[index]
+            return _epoch_example(base, tracks_by_id[base.track_id], cache, config, epoch,
+                                  1 if data_threads > 0 else None)
+
+        upcoming = _ahead(mine[state.position:], prepare,
+                          data_threads if config.augment is not None else 0)
         # The bar is closed (and its line cleared) however the epoch ends, so that an
         # error message starts on a line of its own.
         with tqdm(total=len(mine), initial=state.position, disable=not progress, leave=False,
-                  desc=f"epoch {state.epoch + 1}/{config.epochs}") as bar:
-            while state.position < len(mine):
-                base = train_examples[mine[state.position]]
-                example = _epoch_example(base, tracks_by_id[base.track_id], cache, config,
-                                         state.epoch)
+                  desc=f"epoch {state.epoch + 1}/{config.epochs}") as bar, \
+                contextlib.closing(upcoming):
+            for example in upcoming:
                 crop_rng = np.random.default_rng([config.seed, state.epoch,
                                                   state.position * world + rank])
                 _step(state, example, crop_rng, dev, stepper)
