@@ -203,6 +203,32 @@ def _load_all(tracks: Sequence[Track], cache: TrackerFrameCache, config: BeatTra
     return out
 
 
+def _tracker_epoch(model: BeatTCN, optimizer: torch.optim.Optimizer, items: list,
+                   config: BeatTrainConfig, epoch: int, progress: bool) -> float:
+    """One epoch of tracker training over ``items``; the mean loss."""
+    # Everything random in an epoch derives from (seed, epoch): a resumed run repeats
+    # exactly what the uninterrupted one would have done.
+    rng = np.random.default_rng([config.seed, epoch])
+    torch.manual_seed(config.seed * 100003 + epoch)
+    order = rng.permutation(len(items))
+    model.train()
+    losses = []
+    steps = range(0, len(order), config.batch_size)
+    # Closed on any exit, so that an error message starts a line of its own.
+    with tqdm(steps, desc=f"tracker epoch {epoch}", disable=not progress, leave=False) as bar:
+        for first in bar:
+            x, y = _batch([items[i] for i in order[first:first + config.batch_size]],
+                          config.crop_frames, rng)
+            loss = F.binary_cross_entropy_with_logits(model(x), y)
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(f"non-finite loss at epoch {epoch}; lower --lr")
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    return float(np.mean(losses))
+
+
 def train_tracker(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathLike,
                   config: BeatTrainConfig = BeatTrainConfig(),
                   model_config: BeatConfig = BeatConfig(),
@@ -246,31 +272,10 @@ def train_tracker(train_tracks: Sequence[Track], val_tracks: Sequence[Track], ou
             if state["since_best"] >= config.patience:
                 break
             t0 = time.perf_counter()
-            # Everything random in an epoch derives from (seed, epoch): a resumed run
-            # repeats exactly what the uninterrupted one would have done.
-            rng = np.random.default_rng([config.seed, epoch])
-            torch.manual_seed(config.seed * 100003 + epoch)
-            order = rng.permutation(len(items))
-            model.train()
-            losses = []
-            steps = range(0, len(order), config.batch_size)
-            # Closed on any exit, so that an error message starts a line of its own.
-            with tqdm(steps, desc=f"tracker epoch {epoch}", disable=not progress,
-                      leave=False) as bar:
-                for first in bar:
-                    x, y = _batch([items[i] for i in order[first:first + config.batch_size]],
-                                  config.crop_frames, rng)
-                    loss = F.binary_cross_entropy_with_logits(model(x), y)
-                    if not torch.isfinite(loss):
-                        raise TrainingDivergedError(f"non-finite loss at epoch {epoch}; "
-                                                    "lower --lr")
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    losses.append(loss.item())
+            loss = _tracker_epoch(model, optimizer, items, config, epoch, progress)
             scores = evaluate_tracker(model, val)
             score = 0.5 * (scores["beat_F"] + scores["downbeat_F"])
-            record = {"epoch": epoch, "loss": float(np.mean(losses)), **scores,
+            record = {"epoch": epoch, "loss": loss, **scores,
                       "seconds": time.perf_counter() - t0}
             if state["best"] is None or score > 0.5 * (state["best"]["beat_F"]
                                                        + state["best"]["downbeat_F"]):

@@ -553,18 +553,8 @@ def _run(train_tracks, val_tracks, paths, model_config, config, cache_dir, dev, 
         stepper = DistributedDataParallel(
             state.model, device_ids=[dev.index] if dev.type == "cuda" else None)
     cache = FeatureCache(cache_dir, state.model.config)
-    skipped: dict[str, str] = {}
-    if not main:
-        barrier(ctx)  # rank 0 fills the feature cache first; the others then read it
-    train_examples = _load_examples(train_tracks, cache, config, "train", skipped, progress)
-    # Only rank 0 validates (and broadcasts the scores).
-    val_examples = (_load_examples(val_tracks, cache, config, "validation", skipped, progress)
-                    if main else [])
-    if main:
-        barrier(ctx)
-    if not train_examples:
-        raise LearnedSSMError("no usable training track: " + "; ".join(
-            f"{k}: {v}" for k, v in list(skipped.items())[:5]))
+    train_examples, val_examples, skipped = _load_data(train_tracks, val_tracks, cache, config,
+                                                       progress, ctx)
     tracks_by_id = {t.track_id: t for t in train_tracks}
     peaks = PeakConfig(**config.peaks)
     steps_done = 0
@@ -574,13 +564,8 @@ def _run(train_tracks, val_tracks, paths, model_config, config, cache_dir, dev, 
         # ``position`` counts steps; one step trains on one track per rank.
         mine = shard(order, rank, world) if ctx is not None else order
         state.model.train()
-        def prepare(index: int, epoch: int = state.epoch) -> Example:
-            base = train_examples[index]
-            return _epoch_example(base, tracks_by_id[base.track_id], cache, config, epoch,
-                                  1 if data_threads > 0 else None)
-
-        upcoming = _ahead(mine[state.position:], prepare,
-                          data_threads if config.augment is not None else 0)
+        upcoming = _upcoming(mine[state.position:], train_examples, tracks_by_id, cache,
+                             config, state.epoch, data_threads)
         # The bar is closed (and its line cleared) however the epoch ends, so that an
         # error message starts on a line of its own.
         with tqdm(total=len(mine), initial=state.position, disable=not progress, leave=False,
@@ -616,6 +601,39 @@ def _run(train_tracks, val_tracks, paths, model_config, config, cache_dir, dev, 
         if state.stale >= config.patience:
             return TrainResult(state.history, state.best, state.epoch, "early", skipped)
     return TrainResult(state.history, state.best, state.epoch, "epochs", skipped)
+
+
+def _load_data(train_tracks: Sequence[Track], val_tracks: Sequence[Track],
+               cache: FeatureCache, config: TrainConfig, progress: bool,
+               ctx: Optional[DistributedContext]) -> tuple[list, list, dict]:
+    """Examples of the training tracks (every rank) and of the validation tracks (rank 0
+    alone validates, and broadcasts the scores), and the reasons of the skipped tracks."""
+    main = ctx is None or ctx.is_main
+    skipped: dict[str, str] = {}
+    if not main:
+        barrier(ctx)  # rank 0 fills the feature cache first; the others then read it
+    train_examples = _load_examples(train_tracks, cache, config, "train", skipped, progress)
+    val_examples = (_load_examples(val_tracks, cache, config, "validation", skipped, progress)
+                    if main else [])
+    if main:
+        barrier(ctx)
+    if not train_examples:
+        raise LearnedSSMError("no usable training track: " + "; ".join(
+            f"{k}: {v}" for k, v in list(skipped.items())[:5]))
+    return train_examples, val_examples, skipped
+
+
+def _upcoming(indices: Sequence[int], train_examples: Sequence[Example],
+              tracks_by_id: dict, cache: FeatureCache, config: TrainConfig, epoch: int,
+              data_threads: int) -> Iterator[Example]:
+    """The examples of ``indices`` as this epoch's steps see them; augmented draws are
+    prepared ``data_threads`` at a time ahead of the steps (one CPU thread each)."""
+    def prepare(index: int) -> Example:
+        base = train_examples[index]
+        return _epoch_example(base, tracks_by_id[base.track_id], cache, config, epoch,
+                              1 if data_threads > 0 else None)
+
+    return _ahead(indices, prepare, data_threads if config.augment is not None else 0)
 
 
 def _end_epoch(state: TrainState, val_examples: Sequence[Example], peaks: PeakConfig,
