@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from msaf_learned_ssm import ModelConfig
+from msaf_learned_ssm import ConfigError, ModelConfig
 from msaf_learned_ssm.checkpoint import load_model, read_checkpoint
 from msaf_learned_ssm.cli import main
 from msaf_learned_ssm.examples import write_synthetic_corpus
@@ -117,3 +117,27 @@ def test_train_command_ablations(corpus, tmp_path, flags):
     model, _ = load_model(out)
     assert model.config.attention_layers == int(flags[1])
     assert model.config.freeze_kernels == ("--freeze-kernels" in flags)
+
+
+def test_init_starts_from_a_model_and_records_it(corpus, tmp_path):
+    tracks = find_tracks(corpus)
+    kwargs = dict(cache_dir=tmp_path / "cache", device="cpu", progress=False)
+    train(tracks[:3], tracks[3:], tmp_path / "a.pt", TINY,
+          TrainConfig(epochs=1, lr=1e-3, seed=1), **kwargs)
+    start, _ = load_model(tmp_path / "a.pt")
+    # One step with a learning rate too small to move the weights visibly: they are a.pt's,
+    # not a random initialisation, and the architecture is a.pt's, not the one passed.
+    train(tracks[:3], tracks[3:], tmp_path / "b.pt", ModelConfig(attention_layers=2),
+          TrainConfig(epochs=1, lr=1e-12, seed=9), init=tmp_path / "a.pt",
+          stop_after_steps=1, **kwargs)
+    state = read_checkpoint(tmp_path / "b.state.pt")
+    assert state["train_config"]["init"].startswith("a.pt sha256:")
+    weights = state["model"]["state_dict"]
+    assert all(torch.allclose(v, weights[k], atol=1e-6) for k, v in start.state_dict().items())
+    with pytest.raises(ConfigError, match="resume"):
+        train(tracks[:3], tracks[3:], tmp_path / "b.pt", TINY, TrainConfig(epochs=1),
+              init=tmp_path / "a.pt", resume=True, **kwargs)
+    result = CliRunner().invoke(main, ["train", str(corpus), "--out", str(tmp_path / "c.pt"),
+                                       "--init", str(tmp_path / "a.pt"),
+                                       "--attention-layers", "2"])
+    assert result.exit_code == 2 and "architecture is the initial model's" in result.output

@@ -103,6 +103,9 @@ def _pick_tracks(corpus_dir, val_dir, val_split, train_ids, val_ids, seed):
 @click.option("--augment-variants", type=click.IntRange(1), default=AugmentConfig.variants,
               show_default=True, help="Augmented draws per track (cached); epoch e uses "
                                       "draw e mod N.")
+@click.option("--init", "init", default=None, metavar="MODEL",
+              help="Start from this model's weights and architecture (a name such as "
+                   "'default', or a file) instead of random ones: fine-tuning.")
 @click.option("--data-threads", type=click.IntRange(0), default=None,
               help="Threads that prepare the next tracks' augmented draws while the model "
                    "trains (default: with a GPU, the cores less one; on a CPU, the cores "
@@ -120,7 +123,7 @@ def _pick_tracks(corpus_dir, val_dir, val_split, train_ids, val_ids, seed):
 @click.pass_context
 def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, attention_layers,
           freeze_kernels, novelty_balanced, epochs, patience, lr, max_patches, checkpoint_every,
-          augment, augment_variants, data_threads, seed, device, cache_dir, annotator,
+          augment, augment_variants, init, data_threads, seed, device, cache_dir, annotator,
           namespace, resume, overwrite) -> None:
     """Train a model on CORPUS_DIR (MSAF layout: audio/, references/*.jams).
 
@@ -132,6 +135,15 @@ def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, a
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
+    if init is not None:
+        if resume:
+            raise click.UsageError("--init and --resume exclude each other (a resumed run "
+                                   "continues from its own saved weights)")
+        fixed = [f"--{name.replace('_', '-')}" for name in ("attention_layers", "freeze_kernels")
+                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+        if fixed:
+            raise click.UsageError(f"{', '.join(fixed)}: with --init the architecture is the "
+                                   "initial model's")
     with warnings.catch_warnings():
         # One "warning: ..." line each (the default format shows a library's source line),
         # only for this command: the caller's warning settings are restored after it.
@@ -141,7 +153,7 @@ def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, a
         result = _run_train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids,
                             alpha, attention_layers, freeze_kernels, novelty_balanced, epochs,
                             patience, lr, max_patches, checkpoint_every, augment,
-                            augment_variants, data_threads, seed, device, cache_dir,
+                            augment_variants, init, data_threads, seed, device, cache_dir,
                             annotator, namespace, resume, overwrite)
     for track_id, reason in result.skipped.items():
         _say(f"skipped {track_id}: {reason}")
@@ -153,8 +165,8 @@ def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, a
 
 def _run_train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha,
                attention_layers, freeze_kernels, novelty_balanced, epochs, patience, lr,
-               max_patches, checkpoint_every, augment, augment_variants, data_threads, seed,
-               device, cache_dir, annotator, namespace, resume, overwrite):
+               max_patches, checkpoint_every, augment, augment_variants, init, data_threads,
+               seed, device, cache_dir, annotator, namespace, resume, overwrite):
     """The train command's work; LearnedSSMError becomes one ``error:`` line (exit 2)."""
     from .corpus import default_cache_dir
     from .trainer import train as run_training
@@ -178,7 +190,7 @@ def _run_train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alp
                             cache_dir=cache_dir or default_cache_dir(corpus_dir),
                             device=device, resume=resume, overwrite=overwrite,
                             epochs=epochs if (resume and given) else None,
-                            data_threads=data_threads)
+                            data_threads=data_threads, init=init)
     except LearnedSSMError as exc:
         _fail(str(exc))
 

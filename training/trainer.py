@@ -27,6 +27,7 @@ import contextlib
 import itertools
 import json
 import time
+import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -39,12 +40,14 @@ import torch
 from tqdm.auto import tqdm
 
 from msaf_learned_ssm_jams.fileio import PathLike
-from msaf_learned_ssm.checkpoint import atomic_torch_save, checkpoint_dict, read_checkpoint
+from msaf_learned_ssm.checkpoint import (atomic_torch_save, checkpoint_dict, load_model,
+                                         read_checkpoint)
 from msaf_learned_ssm.config import ModelConfig, PeakConfig
 from msaf_learned_ssm.errors import CheckpointError, ConfigError, LearnedSSMError, OutputError
 from msaf_learned_ssm.fileio import atomic_write_text
 from msaf_learned_ssm.inference import resolve_device
 from msaf_learned_ssm.model import SSMNet, cosine_ssm
+from msaf_learned_ssm.model_files import file_sha256, model_name, resolve_model
 from msaf_learned_ssm.parallel import default_threads
 from msaf_learned_ssm.peaks import novelty_to_boundaries
 from msaf_learned_ssm_jams.fileio import check_writable_dir
@@ -97,6 +100,9 @@ class TrainConfig:
         Waveform augmentation of the training tracks
         (:class:`~msaf_learned_ssm_training.augment.AugmentConfig` as a dict); None: off.
         Validation is never augmented.
+    init : str or None
+        The model file whose weights the run started from (name and SHA-256, for the
+        record); None: trained from scratch.
     """
 
     alpha: float = 0.5
@@ -111,6 +117,7 @@ class TrainConfig:
     annotator: Optional[Union[str, int]] = None
     peaks: dict = field(default_factory=lambda: PeakConfig().to_dict())
     augment: Optional[dict] = None
+    init: Optional[str] = None
 
 
 @dataclass
@@ -447,7 +454,8 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
           progress: bool = True, stop_after_steps: Optional[int] = None,
           on_event: Optional[Callable[[str, dict], None]] = None, *,
           overwrite: bool = False, epochs: Optional[int] = None,
-          data_threads: Optional[int] = None) -> TrainResult:
+          data_threads: Optional[int] = None,
+          init: Optional[PathLike] = None) -> TrainResult:
     """Train SSM-Net; see the module docstring for the files written.
 
     Parameters
@@ -480,6 +488,9 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
         Threads that prepare the next tracks' augmented draws while the model trains
         (0: in turn with the steps); default :func:`default_data_threads`. The weights do
         not depend on it.
+    init : path or model name, optional
+        Start from this model's weights and architecture (fine-tuning; ``model_config``
+        is then ignored) instead of a random initialisation; not with ``resume``.
 
     Returns
     -------
@@ -507,6 +518,12 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
         raise LearnedSSMError("no training tracks given")
     if data_threads is not None and (not isinstance(data_threads, int) or data_threads < 0):
         raise ConfigError(f"data_threads must be an integer >= 0, got {data_threads!r}")
+    init_weights = None
+    if init is not None:
+        if resume:
+            raise ConfigError("init and resume exclude each other: a resumed run continues "
+                              "from its own saved weights")
+        model_config, config, init_weights = _initial_weights(init, config)
     ctx, dev = init_distributed(resolve_device(device))
     if data_threads is None:
         data_threads = default_data_threads(dev, ctx.world_size if ctx else 1)
@@ -517,13 +534,29 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
         with deterministic():
             return _run(train_tracks, val_tracks, paths, model_config, config, cache_dir,
                         dev, resume, progress and (ctx is None or ctx.is_main),
-                        stop_after_steps, on_event, epochs, ctx, data_threads)
+                        stop_after_steps, on_event, epochs, ctx, data_threads,
+                        init_weights)
     finally:
         shutdown(ctx)
 
 
+def _initial_weights(init: PathLike, config: TrainConfig
+                     ) -> tuple[ModelConfig, TrainConfig, dict]:
+    """Architecture, config (recording the source) and weights of a fine-tuning run."""
+    path = resolve_model(init)
+    model, _ = load_model(path)  # CheckpointError naming the file if unusable
+    name = model_name(path)
+    if name.startswith("author-"):
+        warnings.warn(f"starting from {name}, the author's weights (LGPL-3.0, "
+                      "msaf_learned_ssm/models/LICENSE.author-models): the trained model "
+                      "derives from them")
+    return (model.config, replace(config, init=f"{name} sha256:{file_sha256(path)}"),
+            {k: v.detach().clone() for k, v in model.state_dict().items()})
+
+
 def _start(paths: tuple, model_config: ModelConfig, config: TrainConfig, dev: torch.device,
-           resume: bool, epochs: Optional[int]) -> TrainState:
+           resume: bool, epochs: Optional[int], init_weights: Optional[dict] = None
+           ) -> TrainState:
     data = None
     if resume:
         data, model_config, config = TrainState.read_configs(paths[1])
@@ -531,6 +564,8 @@ def _start(paths: tuple, model_config: ModelConfig, config: TrainConfig, dev: to
             config = replace(config, epochs=int(epochs))
     torch.manual_seed(config.seed)
     model = SSMNet(model_config).to(dev)
+    if init_weights is not None:
+        model.load_state_dict(init_weights)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     state = TrainState(model, optimizer, config)
     if data is not None:
@@ -540,11 +575,12 @@ def _start(paths: tuple, model_config: ModelConfig, config: TrainConfig, dev: to
 
 def _run(train_tracks, val_tracks, paths, model_config, config, cache_dir, dev, resume,
          progress, stop_after_steps, on_event, epochs,
-         ctx: Optional[DistributedContext] = None, data_threads: int = 0) -> TrainResult:
+         ctx: Optional[DistributedContext] = None, data_threads: int = 0,
+         init_weights: Optional[dict] = None) -> TrainResult:
     best_path, state_path, log_path = paths
     main = ctx is None or ctx.is_main
     world, rank = (ctx.world_size, ctx.rank) if ctx else (1, 0)
-    state = _start(paths, model_config, config, dev, resume, epochs)
+    state = _start(paths, model_config, config, dev, resume, epochs, init_weights)
     config = state.config
     stepper = None
     if ctx is not None:
