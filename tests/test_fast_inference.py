@@ -97,3 +97,20 @@ def test_tracks_batched_in_one_forward_pass_give_the_same_analyses(tmp_path, bat
         np.testing.assert_allclose(got.novelty, expected.novelty, atol=1e-5)
     with pytest.raises(ConfigError, match="batch_tracks"):
         list(analyzer.analyze_many(order, batch_tracks=0))
+
+
+def test_default_prefetch_follows_the_device_and_the_threads(monkeypatch):
+    from msaf_learned_ssm import Analyzer, inference
+
+    analyzer = Analyzer(SSMNet(ModelConfig(attention_layers=1)).eval(), "cpu")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 16)
+    monkeypatch.setattr(inference, "default_threads", lambda: 16)
+    assert analyzer.default_prefetch() == 0  # every core runs the encoder
+    monkeypatch.setattr(inference, "default_threads", lambda: 32)
+    assert analyzer.default_prefetch() == 2  # spare cores decode ahead
+    # With a GPU the cores are free: half the threads' worth of files decode ahead (only
+    # the device's type is read, so no GPU is needed to check the rule).
+    analyzer.device = torch.device("cuda")
+    assert analyzer.default_prefetch() == 8
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert analyzer.default_prefetch() == 2
