@@ -8,10 +8,12 @@ over the track, frames averaged in groups of 4 (about 0.093 s), patches of 40 st
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -235,7 +237,7 @@ def log_mel_and_chroma(y: np.ndarray, config: ModelConfig, n_threads: Optional[i
     # One BLAS thread per block: OpenBLAS's own threads would otherwise keep spinning
     # after the products and slow the encoder that runs next (0.085 s -> up to 0.19 s
     # for a 200 s track on 2 cores, measured).
-    with _blas_controller().limit(limits=1, user_api="blas"):
+    with _one_blas_thread():
         if n_threads > 1:
             # numpy and scipy.fft release the GIL: the blocks run in parallel.
             with ThreadPoolExecutor(n_threads) as pool:
@@ -267,6 +269,39 @@ def _blas_controller():
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
+
+
+_BLAS_LOCK = threading.Lock()
+_BLAS_USERS = 0
+_BLAS_LIMITER = None
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """BLAS limited to one thread while any caller is inside (nested and concurrent uses
+    share one limit, restored when the last leaves).
+
+    The limit is process-wide: with a plain ``limit()`` per call, two threads computing
+    features at once (``analyze_many``'s decoding ahead, the trainer's data threads) could
+    restore it under each other, and OpenBLAS with 2 threads gives mel values up to 1e-6
+    apart from 1 thread: results would then depend on timing. (Even limited to one
+    thread, OpenBLAS's products differ in the last bits between the main thread and other
+    threads, measured: features computed on other threads are reproducible among
+    themselves, not bit-identical to the main thread's.)
+    """
+    global _BLAS_USERS, _BLAS_LIMITER
+    with _BLAS_LOCK:
+        if _BLAS_USERS == 0:
+            _BLAS_LIMITER = _blas_controller().limit(limits=1, user_api="blas")
+        _BLAS_USERS += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_USERS -= 1
+            if _BLAS_USERS == 0:
+                _BLAS_LIMITER.restore_original_limits()
+                _BLAS_LIMITER = None
 
 
 def _centred_frames(y: np.ndarray, first: int, count: int, n_fft: int, hop: int

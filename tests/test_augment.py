@@ -113,21 +113,29 @@ def test_training_with_augmentation_resumes_to_identical_weights(corpus, tmp_pat
     aug = AugmentConfig(variants=2, p_pitch=0.0).to_dict()  # tempo, EQ, noise, MP3 stay on
     cfg = TrainConfig(epochs=2, lr=1e-3, patience=10, seed=4, checkpoint_every=1, augment=aug)
     kwargs = dict(cache_dir=tmp_path / "cache", device="cpu", progress=False)
-    train(tracks[:3], tracks[3:], tmp_path / "full.pt", tiny, cfg, data_threads=0, **kwargs)
-    # The interrupted run prepares its augmented draws in 2 threads ahead of the steps, into
-    # a cache of its own (so it computes them, not reads the first run's).
-    threaded = dict(kwargs, cache_dir=tmp_path / "cache2", data_threads=2)
-    train(tracks[:3], tracks[3:], tmp_path / "cut.pt", tiny, cfg, stop_after_steps=4,
-          **threaded)
-    train(tracks[:3], tracks[3:], tmp_path / "cut.pt", tiny, cfg, resume=True, **threaded)
+    train(tracks[:3], tracks[3:], tmp_path / "full.pt", tiny, cfg, **kwargs)
+    train(tracks[:3], tracks[3:], tmp_path / "cut.pt", tiny, cfg, stop_after_steps=4, **kwargs)
+    train(tracks[:3], tracks[3:], tmp_path / "cut.pt", tiny, cfg, resume=True, **kwargs)
     a = read_checkpoint(tmp_path / "full.state.pt")["model"]["state_dict"]
     b = read_checkpoint(tmp_path / "cut.state.pt")["model"]["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # The same with the augmented draws prepared in 2 threads ahead of the steps, each run
+    # into a cache of its own (so that both compute their draws, neither reads the other's).
+    for name in ("tfull", "tcut"):
+        threaded = dict(kwargs, cache_dir=tmp_path / f"cache-{name}", data_threads=2)
+        if name == "tcut":
+            train(tracks[:3], tracks[3:], tmp_path / f"{name}.pt", tiny, cfg,
+                  stop_after_steps=4, **threaded)
+        train(tracks[:3], tracks[3:], tmp_path / f"{name}.pt", tiny, cfg,
+              resume=name == "tcut", **threaded)
+    c = read_checkpoint(tmp_path / "tfull.state.pt")["model"]["state_dict"]
+    d = read_checkpoint(tmp_path / "tcut.state.pt")["model"]["state_dict"]
+    assert all(torch.equal(c[k], d[k]) for k in c)
     # Augmentation changed what the model saw: another run without it ends elsewhere.
     plain = TrainConfig(epochs=2, lr=1e-3, patience=10, seed=4, checkpoint_every=1)
     train(tracks[:3], tracks[3:], tmp_path / "plain.pt", tiny, plain, **kwargs)
-    c = read_checkpoint(tmp_path / "plain.state.pt")["model"]["state_dict"]
-    assert not all(torch.equal(a[k], c[k]) for k in a)
+    e = read_checkpoint(tmp_path / "plain.state.pt")["model"]["state_dict"]
+    assert not all(torch.equal(a[k], e[k]) for k in a)
 
 
 def test_examples_prepared_ahead_come_in_order_and_stop_when_closed():

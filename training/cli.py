@@ -109,7 +109,7 @@ def _pick_tracks(corpus_dir, val_dir, val_split, train_ids, val_ids, seed):
 @click.option("--data-threads", type=click.IntRange(0), default=None,
               help="Threads that prepare the next tracks' augmented draws while the model "
                    "trains (default: with a GPU, the cores less one; on a CPU, the cores "
-                   "torch leaves free). The weights do not depend on it.")
+                   "torch leaves free). Reproducible and resumable either way.")
 @click.option("--seed", type=int, default=_T.seed, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,

@@ -395,8 +395,9 @@ def _ahead(items: Sequence, make: Callable, workers: int) -> Iterator:
     """``make(item)`` for each item, in order; with ``workers`` > 0 computed up to
     ``2 * workers`` items ahead in threads (one thread of CPU work each).
 
-    The results do not depend on the threads: an example depends only on its track, the
-    seed and the epoch. Closing the iterator early cancels what has not started.
+    The order of the results does not depend on the threads' timing: an example depends
+    only on its track, the seed and the epoch. Closing the iterator early cancels what has
+    not started.
     """
     if workers < 1:
         for item in items:
@@ -486,8 +487,10 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
         extended); default the saved run's.
     data_threads : int >= 0, optional
         Threads that prepare the next tracks' augmented draws while the model trains
-        (0: in turn with the steps); default :func:`default_data_threads`. The weights do
-        not depend on it.
+        (0: in turn with the steps); default :func:`default_data_threads`. Runs with
+        threads are reproducible and resume exactly, as runs without; the two can end a
+        little apart, since OpenBLAS's products differ in the last bits between the main
+        thread and other threads.
     init : path or model name, optional
         Start from this model's weights and architecture (fine-tuning; ``model_config``
         is then ignored) instead of a random initialisation; not with ``resume``.
