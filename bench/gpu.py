@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+from speed import _sync  # bench/speed.py: wait for the GPU before reading the clock
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Full training split of the shipped model (runs/band_train_ids.txt) and validation split.
@@ -92,12 +93,6 @@ def ensure_msaf_importable() -> Optional[str]:
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [str(folder)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     return str(folder)
-
-
-def _sync(device) -> None:
-    import torch
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_many(analyzer, paths: list[str], **options) -> tuple[float, list]:
@@ -180,7 +175,8 @@ def inference_rows(model: str, paths: list[str], gpu: str, say, sweep: bool = Fa
             diffs.append(float(np.max(np.abs(a.novelty - b.novelty))))
             same += int(len(a.boundaries) == len(b.boundaries)
                         and np.allclose(a.boundaries, b.boundaries))
-        say(f"| {key[1]} on {'CPU' if key[0] == 'cpu' else 'GPU'} | {max(diffs):.4f} | {same}/{len(diffs)} |")
+        where = "CPU" if key[0] == "cpu" else "GPU"
+        say(f"| {key[1]} on {where} | {max(diffs):.4f} | {same}/{len(diffs)} |")
     say()
 
 

@@ -439,8 +439,9 @@ class Analyzer:
         prefetch : int >= 0 or None
             Files decoded ahead in background threads, overlapping with the model. None:
             :meth:`default_prefetch` (half the threads with a GPU; 2 when the CPU has cores
-            that torch does not use; else 0). On a CPU whose cores all run the encoder, decoding ahead only competes
-            with it and the batch is slower (``bench/results/speed.md``, batch rows).
+            that torch does not use; else 0). On a CPU whose cores all run the encoder,
+            decoding ahead only competes with it and the batch is slower
+            (``bench/results/speed.md``, batch rows).
         labels : bool
             As in :meth:`analyze`.
         batch_tracks : int >= 1

@@ -554,7 +554,7 @@ def _initial_weights(init: PathLike, config: TrainConfig
                       "msaf_learned_ssm/models/LICENSE.author-models): the trained model "
                       "derives from them")
     return (model.config, replace(config, init=f"{name} sha256:{file_sha256(path)}"),
-            {k: v.detach().clone() for k, v in model.state_dict().items()})
+            model.state_dict())
 
 
 def _start(paths: tuple, model_config: ModelConfig, config: TrainConfig, dev: torch.device,
