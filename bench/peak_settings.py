@@ -62,7 +62,7 @@ def novelty_curves(model_path: str, corpus: Path, ids: list, cache_dir: Path,
     return analyzer, out
 
 
-def score(curves, hop_sec: float, peaks, sync: str = "frame") -> tuple[float, float]:
+def score(curves, config, peaks, sync: str = "frame") -> tuple[float, float]:
     """Mean trimmed HR0.5F and HR3F over the songs with these peak settings."""
     import mir_eval
 
@@ -71,7 +71,8 @@ def score(curves, hop_sec: float, peaks, sync: str = "frame") -> tuple[float, fl
 
     f05, f3 = [], []
     for novelty, times, duration, ref, beats in curves:
-        _, est = novelty_to_boundaries(novelty, times, duration, hop_sec, peaks)
+        _, est = novelty_to_boundaries(novelty, times, duration, config.grid_hop_sec(times),
+                                       peaks)
         if beats is not None:
             est = sync_boundaries(est, beats, sync)
         r, e = np.stack([ref[:-1], ref[1:]], 1), np.stack([est[:-1], est[1:]], 1)
@@ -103,14 +104,14 @@ def main(argv=None) -> int:
         analyzer, more = novelty_curves(args.model, corpus, read_id_list(args.ids),
                                         args.cache_dir, args.sync)
         curves += more
-    hop = analyzer.config.patch_hop_sec
+    config = analyzer.config  # its patch hop: per track on a beat grid (grid_hop_sec)
     rows = []
     for values in itertools.product(*GRID.values()):
         peaks = PeakConfig(**dict(zip(GRID, values)))
-        f05, f3 = score(curves, hop, peaks, args.sync)
+        f05, f3 = score(curves, config, peaks, args.sync)
         rows.append((0.5 * (f05 + f3), f05, f3, peaks))
     rows.sort(key=lambda r: -r[0])
-    own = score(curves, hop, analyzer.peaks, args.sync)
+    own = score(curves, config, analyzer.peaks, args.sync)
     names = " + ".join(c.name for c in args.corpus)
     print(f"sync {args.sync}: {len(curves)} validation tracks of {names}; the model's current settings "
           f"{analyzer.peaks.to_dict()}: HR0.5F {own[0]:.3f} HR3F {own[1]:.3f}\n")

@@ -44,7 +44,7 @@ MODES = ("frame", "beat", "bar") + tuple(f"bar, <= {k:g} beats" for k in BAR_SNA
     + ("bar-peaks", "true bars")
 
 
-def bar_peak_boundaries(novelty, patch_times, downbeats, duration, peaks, hop_sec) -> np.ndarray:
+def bar_peak_boundaries(novelty, patch_times, downbeats, duration, peaks) -> np.ndarray:
     """Peaks of the novelty pooled per bar (see the module docstring)."""
     from msaf_learned_ssm.peaks import pick_peaks
 
@@ -70,7 +70,7 @@ def song_boundaries(analyzer, patches, beats, ref_down) -> dict:
     for k in BAR_SNAP_VARIANTS:
         out[f"bar, <= {k:g} beats"] = sync_boundaries(frame.boundaries, beats, "bar", k)
     bp = bar_peak_boundaries(frame.novelty, frame.patch_times, beats.downbeats,
-                             frame.duration, analyzer.peaks, analyzer.config.patch_hop_sec)
+                             frame.duration, analyzer.peaks)
     out["bar-peaks"] = bp if bp is not None else frame.boundaries
     if ref_down is not None and len(ref_down) > 1:
         out["true bars"] = snap_to_grid(frame.boundaries, ref_down,
@@ -92,6 +92,7 @@ def score_songs(analyzers: dict, songs) -> dict:
         y = load_audio(audio, 22050)
         patches = compute_patches(y, first.config, keep_mel=True)
         beats = first.tracker.track_mel(patches.mel)
+        patches.beats = beats  # beat-grid models centre their patches on them
         for name, analyzer in analyzers.items():
             for mode, b in song_boundaries(analyzer, patches, beats, ref_down).items():
                 h = hit_rates(ref, b)

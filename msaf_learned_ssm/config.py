@@ -11,7 +11,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
+import numpy as np
+
 from .errors import ConfigError
+
+#: Values of :attr:`ModelConfig.patch_grid`.
+PATCH_GRIDS = ("frame", "beat")
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,13 @@ class ModelConfig:
         ``"checkerboard"`` (Gaussian-tapered checkerboard) or ``"random"`` (PyTorch default).
     freeze_kernels : bool
         Keep the novelty kernels at their initial value during training.
+    patch_grid : str
+        Where patches are centred. ``"frame"`` (the author's): every ``patch_hop_steps``
+        steps. ``"beat"``: on the beats of the package's beat tracker, at the metrical
+        level whose period is nearest ``patch_hop_sec`` (:func:`~msaf_learned_ssm.features.beat_centres`);
+        the novelty kernels then count beats (``kernel_size`` beats wide) and peak-picking
+        durations are converted with the track's median beat period
+        (:meth:`grid_hop_sec`).
     """
 
     sample_rate: int = 22050
@@ -75,6 +87,7 @@ class ModelConfig:
     kernel_sigma_sec: float = 5.0
     kernel_init: str = "checkerboard"
     freeze_kernels: bool = False
+    patch_grid: str = "frame"
 
     def __post_init__(self) -> None:
         self._check_types_and_signs()
@@ -105,6 +118,9 @@ class ModelConfig:
                 raise ConfigError(f"ModelConfig.{name} must be a positive number, got {value!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.patch_grid not in PATCH_GRIDS:
+            raise ConfigError(f"ModelConfig.patch_grid must be one of {', '.join(PATCH_GRIDS)}, "
+                              f"got {self.patch_grid!r}")
         if self.kernel_init not in ("checkerboard", "random"):
             raise ConfigError(
                 f"ModelConfig.kernel_init must be 'checkerboard' or 'random', got {self.kernel_init!r}")
@@ -163,6 +179,14 @@ class ModelConfig:
     def kernel_sigma_steps(self) -> int:
         """Gaussian taper of the first kernel, in patches (11 with the defaults)."""
         return int(round(self.kernel_sigma_sec / self.patch_hop_sec))
+
+    def grid_hop_sec(self, patch_times: np.ndarray) -> float:
+        """Time between consecutive patches (s) of a track whose patch centres are
+        ``patch_times``: :attr:`patch_hop_sec` on the frame grid, the median spacing of
+        the centres on the beat grid (:attr:`patch_hop_sec` with fewer than 2 patches)."""
+        if self.patch_grid == "beat" and len(patch_times) > 1:
+            return float(np.median(np.diff(np.asarray(patch_times, dtype=float))))
+        return self.patch_hop_sec
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-serialisable dictionary of the settings."""

@@ -39,6 +39,11 @@ class Patches:
     chroma : np.ndarray, shape (n_frames, 12), optional
         Chroma of the same STFT frames, each frame scaled to a maximum of 1, for segment
         labels (:func:`compute_patches` with ``keep_chroma=True``).
+    grid : {"frame", "beat"}
+        Where the patches are centred (:attr:`ModelConfig.patch_grid`).
+    beats : Beats, optional
+        The beat grid the patches were centred on (``grid="beat"``), or that a caller
+        tracked already: not tracked twice.
     """
 
     data: np.ndarray
@@ -46,6 +51,8 @@ class Patches:
     duration: float
     mel: Optional[np.ndarray] = None
     chroma: Optional[np.ndarray] = None
+    grid: str = "frame"
+    beats: Optional[object] = None
 
     def __len__(self) -> int:
         return int(self.data.shape[0])
@@ -428,6 +435,79 @@ def extract_patches(steps: np.ndarray, step_times: np.ndarray, half_steps: int, 
     return np.ascontiguousarray(patches.transpose(1, 0, 2)), step_times[centres]
 
 
+def beat_centres(times: np.ndarray, positions: np.ndarray, target_sec: float) -> np.ndarray:
+    """Beat times at the metrical level whose period is nearest ``target_sec``.
+
+    A tracker may lock on half or double the tempo a listener would tap; patches one
+    ``target_sec`` apart keep the novelty kernels (counted in patches) spanning about the
+    same duration on every track. The beats are kept as they are, every other one is
+    kept (odd bar positions: downbeats stay), or a centre is added half-way between
+    consecutive beats, whichever gives the median period nearest ``target_sec`` in ratio.
+
+    Parameters
+    ----------
+    times : np.ndarray, shape (n_beats,)
+        Increasing beat times (s).
+    positions : np.ndarray of int, shape (n_beats,)
+        Position of each beat in its bar (1 = downbeat).
+    target_sec : float > 0
+
+    Returns
+    -------
+    np.ndarray, shape (n_centres,)
+        Increasing times (s); ``times`` unchanged when it has fewer than 2 beats.
+    """
+    times = np.asarray(times, dtype=float)
+    if len(times) < 2:
+        return times
+    level = int(np.clip(np.round(np.log2(target_sec / np.median(np.diff(times)))), -1, 1))
+    if level == 1:
+        odd = np.asarray(positions) % 2 == 1
+        return times[odd] if odd.sum() >= 2 else times[::2]
+    if level == -1:
+        middles = 0.5 * (times[:-1] + times[1:])
+        return np.sort(np.concatenate([times, middles]))
+    return times
+
+
+def patches_at(steps: np.ndarray, step_times: np.ndarray, centres: np.ndarray,
+               half_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Patches of ``2 * half_steps`` steps centred on the steps nearest ``centres``.
+
+    As in :func:`extract_patches`, a patch must lie inside the track (centre step
+    ``>= half_steps`` and ``centre + half_steps < n_steps``); centres outside, and a
+    centre whose nearest step is already taken, are dropped.
+
+    Parameters
+    ----------
+    steps : np.ndarray, shape (n_bands, n_steps)
+    step_times : np.ndarray, shape (n_steps,)
+        Evenly spaced step times (s).
+    centres : np.ndarray, shape (n,)
+        Increasing wanted centre times (s).
+    half_steps : int
+
+    Returns
+    -------
+    patches : np.ndarray, shape (n_patches, n_bands, 2 * half_steps)
+    times : np.ndarray, shape (n_patches,)
+        The centre times kept (s): the wanted times, not their steps' times.
+    """
+    n_bands, n_steps = steps.shape
+    width = 2 * half_steps
+    centres = np.asarray(centres, dtype=float)
+    if n_steps <= width or len(centres) == 0 or len(step_times) < 2:
+        return np.zeros((0, n_bands, width), dtype=steps.dtype), np.zeros(0)
+    step = step_times[1] - step_times[0]
+    index = np.round((centres - step_times[0]) / step).astype(int)
+    keep = (index >= half_steps) & (index + half_steps < n_steps)
+    keep[1:] &= np.diff(index) > 0
+    index, centres = index[keep], centres[keep]
+    windows = np.lib.stride_tricks.sliding_window_view(steps, width, axis=1)
+    patches = windows[:, index - half_steps]  # (bands, n, width)
+    return np.ascontiguousarray(patches.transpose(1, 0, 2)), centres
+
+
 def compute_steps(y: np.ndarray, config: ModelConfig, n_threads: Optional[int] = None
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Standardised log-mel averaged into steps (the part worth caching for training).
@@ -456,11 +536,34 @@ def steps_from_mel(mel: np.ndarray, config: ModelConfig) -> tuple[np.ndarray, np
 
 
 def patches_from_steps(steps: np.ndarray, step_times: np.ndarray, duration: float,
-                       config: ModelConfig) -> Patches:
-    """Cut the model's patches out of :func:`compute_steps`' output."""
+                       config: ModelConfig, beats: Optional[object] = None) -> Patches:
+    """Cut the model's patches out of :func:`compute_steps`' output.
+
+    ``beats`` (a :class:`~msaf_learned_ssm.beats.Beats`): with a beat-grid model
+    (``config.patch_grid == "beat"``), the patches are centred on them
+    (:func:`beat_centres`, :func:`patches_at`); a grid of fewer than 2 beats (silence,
+    no pulse) falls back to the frame grid, so that the track is still segmented.
+    """
+    if config.patch_grid == "beat" and beats is not None and len(beats.times) >= 2:
+        centres = beat_centres(beats.times, beats.positions, config.patch_hop_sec)
+        data, times = patches_at(steps, step_times, centres, config.patch_half_steps)
+        return Patches(data.astype(np.float32, copy=False), times, duration, grid="beat",
+                       beats=beats)
     data, times = extract_patches(steps, step_times, config.patch_half_steps,
                                   config.patch_hop_steps)
-    return Patches(data.astype(np.float32, copy=False), times, duration)
+    return Patches(data.astype(np.float32, copy=False), times, duration, beats=beats)
+
+
+def to_beat_grid(patches: Patches, beats: object, config: ModelConfig) -> Patches:
+    """The same track's patches centred on ``beats`` (:func:`patches_from_steps`), cut
+    from ``patches.mel``; the log-mel and chroma are carried over."""
+    if patches.mel is None:
+        raise ValueError("a beat grid is cut from the log-mel: compute the patches with "
+                         "keep_mel=True")
+    steps, step_times = steps_from_mel(patches.mel, config)
+    out = patches_from_steps(steps, step_times, patches.duration, config, beats)
+    out.mel, out.chroma = patches.mel, patches.chroma
+    return out
 
 
 def compute_patches(y: np.ndarray, config: ModelConfig, n_threads: Optional[int] = None,

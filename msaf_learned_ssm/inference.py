@@ -24,7 +24,7 @@ from .audio import load_audio, resample
 from .checkpoint import load_model
 from .config import ModelConfig, PeakConfig
 from .errors import CheckpointError, ConfigError, LearnedSSMError
-from .features import Patches, compute_patches
+from .features import Patches, compute_patches, to_beat_grid
 from .labels import beat_chroma
 from .model_files import file_sha256, model_name, resolve_model
 from .model import SSMNet, cosine_ssm
@@ -282,9 +282,22 @@ class Analyzer:
 
     def _patches_of(self, y: np.ndarray, n_threads: int, sync: Optional[str], labels: bool
                     ) -> Patches:
-        keep_mel = labels or check_sync(sync or self.sync) != "frame"
-        return compute_patches(y, self.config, n_threads, keep_mel=keep_mel,
-                               keep_chroma=labels)
+        keep_mel = (labels or check_sync(sync or self.sync) != "frame"
+                    or self.config.patch_grid == "beat")
+        patches = compute_patches(y, self.config, n_threads, keep_mel=keep_mel,
+                                  keep_chroma=labels)
+        return self._on_model_grid(patches)
+
+    def _on_model_grid(self, patches: Patches) -> Patches:
+        """``patches`` centred where this model wants them: a beat-grid model's patches
+        are recut on the tracker's beats (from ``patches.mel``)."""
+        if self.config.patch_grid != "beat" or patches.grid == "beat":
+            return patches
+        if patches.mel is None:
+            raise ConfigError(f"{self.identity['name']} is a beat-grid model: compute the "
+                              "patches with compute_patches(..., keep_mel=True)")
+        beats = patches.beats if patches.beats is not None else self.tracker.track_mel(patches.mel)
+        return to_beat_grid(patches, beats, self.config)
 
     def analyze_patches(self, patches: Patches, source: str = "<array>",
                         peaks: Optional[PeakConfig] = None, sync: Optional[str] = None
@@ -320,6 +333,7 @@ class Analyzer:
         CheckpointError
             The model gives a non-finite novelty curve for one of the tracks (named).
         """
+        tracks = [(self._on_model_grid(patches), source) for patches, source in tracks]
         results: list[Optional[Analysis]] = [None] * len(tracks)
         todo = []
         for i, (patches, source) in enumerate(tracks):
@@ -360,14 +374,16 @@ class Analyzer:
             raise CheckpointError(f"{self.identity['name']}: the model gives a "
                                   f"non-finite novelty curve for {source}")
         found, boundaries = novelty_to_boundaries(novelty_np, patches.times, patches.duration,
-                                                  self.config.patch_hop_sec, peaks or self.peaks)
+                                                  self.config.grid_hop_sec(patches.times),
+                                                  peaks or self.peaks)
         sync = check_sync(sync or self.sync)
-        beats = chroma = chroma_times = None
+        beats, chroma, chroma_times = patches.beats, None, None
         if sync != "frame" or patches.chroma is not None:
-            if patches.mel is None:
+            if beats is None and patches.mel is None:
                 raise ConfigError(f"sync={sync!r} and labels need the log-mel: compute the "
                                   "patches with compute_patches(..., keep_mel=True)")
-            beats = self.tracker.track_mel(patches.mel)
+            if beats is None:
+                beats = self.tracker.track_mel(patches.mel)
             boundaries = sync_boundaries(boundaries, beats, sync)
         if patches.chroma is not None:
             chroma_times, chroma = beat_chroma(

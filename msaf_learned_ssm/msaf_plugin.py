@@ -240,7 +240,7 @@ class Segmenter(SegmenterInterface):
         coarse = peak_config(self.config, self._analyzer().peaks)
         fine = fine_peak_config(self.config, coarse)
         analysis = self._analysis(coarse, labels=True)
-        hop_sec = self._analyzer().config.patch_hop_sec
+        hop_sec = self._analyzer().config.grid_hop_sec(analysis.patch_times)
         est_idxs, est_labels = [], []
         for peaks in hierarchical_peaks(analysis.novelty, hop_sec, coarse, fine):
             times = boundary_times(peaks, analysis.patch_times, analysis.duration)

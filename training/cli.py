@@ -106,6 +106,10 @@ def _pick_tracks(corpus_dir, val_dir, val_split, train_ids, val_ids, seed):
 @click.option("--init", "init", default=None, metavar="MODEL",
               help="Start from this model's weights and architecture (a name such as "
                    "'default', or a file) instead of random ones: fine-tuning.")
+@click.option("--patch-grid", type=click.Choice(["frame", "beat"]), default="frame",
+              show_default=True,
+              help="Centre the patches every 0.46 s (frame) or on the package's estimated "
+                   "beats (beat: the novelty kernels then count beats). Allowed with --init.")
 @click.option("--data-threads", type=click.IntRange(0), default=None,
               help="Threads that prepare the next tracks' augmented draws while the model "
                    "trains (default: with a GPU, the cores less one; on a CPU, the cores "
@@ -123,8 +127,8 @@ def _pick_tracks(corpus_dir, val_dir, val_split, train_ids, val_ids, seed):
 @click.pass_context
 def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, attention_layers,
           freeze_kernels, novelty_balanced, epochs, patience, lr, max_patches, checkpoint_every,
-          augment, augment_variants, init, data_threads, seed, device, cache_dir, annotator,
-          namespace, resume, overwrite) -> None:
+          augment, augment_variants, init, patch_grid, data_threads, seed, device, cache_dir,
+          annotator, namespace, resume, overwrite) -> None:
     """Train a model on CORPUS_DIR (MSAF layout: audio/, references/*.jams).
 
     \b
@@ -153,8 +157,8 @@ def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, a
         result = _run_train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids,
                             alpha, attention_layers, freeze_kernels, novelty_balanced, epochs,
                             patience, lr, max_patches, checkpoint_every, augment,
-                            augment_variants, init, data_threads, seed, device, cache_dir,
-                            annotator, namespace, resume, overwrite)
+                            augment_variants, init, patch_grid, data_threads, seed, device,
+                            cache_dir, annotator, namespace, resume, overwrite)
     for track_id, reason in result.skipped.items():
         _say(f"skipped {track_id}: {reason}")
     best = result.best or {}
@@ -165,8 +169,8 @@ def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, a
 
 def _run_train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha,
                attention_layers, freeze_kernels, novelty_balanced, epochs, patience, lr,
-               max_patches, checkpoint_every, augment, augment_variants, init, data_threads,
-               seed, device, cache_dir, annotator, namespace, resume, overwrite):
+               max_patches, checkpoint_every, augment, augment_variants, init, patch_grid,
+               data_threads, seed, device, cache_dir, annotator, namespace, resume, overwrite):
     """The train command's work; LearnedSSMError becomes one ``error:`` line (exit 2)."""
     from .corpus import default_cache_dir
     from .trainer import train as run_training
@@ -177,7 +181,7 @@ def _run_train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alp
         if annotator is not None and annotator.isdigit():
             annotator = int(annotator)
         model_config = ModelConfig(attention_layers=attention_layers,
-                                   freeze_kernels=freeze_kernels)
+                                   freeze_kernels=freeze_kernels, patch_grid=patch_grid)
         config = TrainConfig(alpha=alpha, novelty_balanced=novelty_balanced, lr=lr,
                              epochs=epochs, patience=patience, max_patches=max_patches,
                              checkpoint_every=checkpoint_every, seed=seed,

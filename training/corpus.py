@@ -18,6 +18,7 @@ from typing import Iterable, Optional, Sequence, TypeVar
 import numpy as np
 
 from msaf_learned_ssm.audio import load_audio
+from msaf_learned_ssm.beats import Beats
 from msaf_learned_ssm.config import ModelConfig
 from msaf_learned_ssm.errors import AnnotationError
 from msaf_learned_ssm.fileio import PathLike, atomic_open
@@ -219,9 +220,54 @@ class FeatureCache:
 
     def patches(self, audio: PathLike, augment: Optional[dict] = None,
                 n_threads: Optional[int] = None) -> Patches:
-        """The model's input patches for ``audio`` (augmented by ``augment`` if given)."""
+        """The model's input patches for ``audio`` (augmented by ``augment`` if given).
+
+        For a beat-grid model (``config.patch_grid == "beat"``) they are centred on the
+        beats of :meth:`beats`; an augmented draw's tempo change scales those beats (the
+        tracker does not run again on every draw).
+        """
         steps, times, duration = self.steps(audio, augment, n_threads)
-        return patches_from_steps(steps, times, duration, self.config)
+        beats = None
+        if self.config.patch_grid == "beat":
+            beats = self.beats(audio, n_threads)
+            if augment is not None and augment.get("tempo") is not None:
+                beats = Beats(beats.times / float(augment["tempo"]), beats.positions)
+        return patches_from_steps(steps, times, duration, self.config, beats)
+
+    def beats(self, audio: PathLike, n_threads: Optional[int] = None) -> Beats:
+        """Beats of ``audio`` by the package's shipped tracker, cached (keyed by the audio,
+        the front-end and the tracker file's content)."""
+        from msaf_learned_ssm.beats import DEFAULT_BEAT_MODEL
+
+        path = None
+        if self.cache_dir is not None:
+            tracker = _file_digest(DEFAULT_BEAT_MODEL)[:12]
+            path = self.cache_dir / (f"{_file_digest(Path(audio))}-{self._settings_key}"
+                                     f"-beats{tracker}.npz")
+            if path.is_file():
+                try:
+                    with np.load(path) as data:
+                        times, positions = data["times"], data["positions"]
+                    if times.ndim == 1 and positions.shape == times.shape \
+                            and np.isfinite(times).all():
+                        return Beats(times, positions)
+                    raise ValueError("unexpected shapes or values")
+                except Exception as exc:  # a corrupt entry: rebuild it
+                    warnings.warn(f"{path}: corrupt beat cache entry ({exc}); recomputing")
+        beats = _track_beats(audio, self.config, n_threads)
+        if path is not None:
+            with atomic_open(path, "wb") as handle:
+                np.savez(handle, times=beats.times, positions=beats.positions)
+        return beats
+
+
+def _track_beats(audio: PathLike, config: ModelConfig, n_threads: Optional[int]) -> Beats:
+    """The shipped tracker's beats of an audio file."""
+    from msaf_learned_ssm.beats import shared_tracker
+    from msaf_learned_ssm.features import log_mel, standardize_bands
+
+    y = load_audio(audio, config.sample_rate, n_threads)
+    return shared_tracker("cpu").track_mel(standardize_bands(log_mel(y, config, n_threads)))
 
 
 def default_cache_dir(corpus_dir: PathLike) -> Path:

@@ -244,7 +244,8 @@ def evaluate(model: SSMNet, examples: Sequence[Example], peaks: PeakConfig,
             continue
         _, novelty = model(torch.from_numpy(ex.patches).to(device))
         _, est = novelty_to_boundaries(novelty.float().cpu().numpy(), ex.patch_times,
-                                       ex.duration, model.config.patch_hop_sec, peaks)
+                                       ex.duration, model.config.grid_hop_sec(ex.patch_times),
+                                       peaks)
         ref = ex.boundaries
         row = {}
         for window in (0.5, 3.0):
@@ -492,8 +493,9 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
         little apart, since OpenBLAS's products differ in the last bits between the main
         thread and other threads.
     init : path or model name, optional
-        Start from this model's weights and architecture (fine-tuning; ``model_config``
-        is then ignored) instead of a random initialisation; not with ``resume``.
+        Start from this model's weights and architecture (fine-tuning; of ``model_config``
+        only ``patch_grid`` is then used) instead of a random initialisation; not with
+        ``resume``.
 
     Returns
     -------
@@ -526,7 +528,11 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
         if resume:
             raise ConfigError("init and resume exclude each other: a resumed run continues "
                               "from its own saved weights")
+        grid = model_config.patch_grid
         model_config, config, init_weights = _initial_weights(init, config)
+        # Where patches are centred is an input setting, not part of the architecture:
+        # a frame-grid model can be fine-tuned on the beat grid.
+        model_config = model_config.replace(patch_grid=grid)
     ctx, dev = init_distributed(resolve_device(device))
     if data_threads is None:
         data_threads = default_data_threads(dev, ctx.world_size if ctx else 1)
