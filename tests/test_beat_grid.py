@@ -189,3 +189,25 @@ def test_fine_tuning_a_frame_model_on_the_beat_grid(tmp_path, fixed_beats):
         "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 0, result.output
     assert load_model(tmp_path / "c.pt")[0].config.patch_grid == "beat"
+
+
+def test_msaf_process_with_a_beat_grid_model(tmp_path, planted_track, monkeypatch):
+    import msaf
+
+    from msaf_learned_ssm.checkpoint import save_model
+
+    monkeypatch.chdir(tmp_path)  # MSAF's single-file feature cache goes to the cwd
+    path, _ = planted_track
+    save_model(_beat_model(), tmp_path / "beat.pt")
+    own = Analyzer(tmp_path / "beat.pt", "cpu").analyze(path)
+    cfg = msaf.io.get_configuration("learned_ssm", False, True, "learned_ssm", None)
+    cfg.update(ssm_model=str(tmp_path / "beat.pt"), ssm_device="cpu", features=None)
+    for hier in (False, True):
+        times, _ = msaf.process(str(path), feature="learned_ssm", framesync=True,
+                                boundaries_id="learned_ssm", labels_id=None, config=cfg,
+                                hier=hier)
+        flat = times[0] if hier else times
+        frame_sec = msaf.config.hop_size / msaf.config.sample_rate
+        inner = flat[1:-1][flat[1:-1] < flat[-1] - 2 * frame_sec]  # MSAF's last-frame boundary
+        assert len(inner) == len(own.boundaries) - 2
+        assert np.abs(inner - own.boundaries[1:-1]).max() <= frame_sec
