@@ -211,3 +211,23 @@ def test_msaf_process_with_a_beat_grid_model(tmp_path, planted_track, monkeypatc
         inner = flat[1:-1][flat[1:-1] < flat[-1] - 2 * frame_sec]  # MSAF's last-frame boundary
         assert len(inner) == len(own.boundaries) - 2
         assert np.abs(inner - own.boundaries[1:-1]).max() <= frame_sec
+
+
+def test_beat_grid_labels_change_at_the_patch_nearest_each_boundary(tmp_path, fixed_beats):
+    from msaf_learned_ssm_training.corpus import FeatureCache, find_tracks
+    from msaf_learned_ssm_training.targets import patch_labels
+    from msaf_learned_ssm_training.trainer import TrainConfig, load_example
+
+    times = np.array([0.9, 1.4, 1.9, 2.4])
+    intervals = np.array([[0.0, 2.0], [2.0, 4.0]])
+    np.testing.assert_array_equal(patch_labels(times, intervals, "AB"), [0, 0, 0, 1])
+    np.testing.assert_array_equal(patch_labels(times, intervals, "AB", 0.25), [0, 0, 1, 1])
+    # Sections of 11.9 s on a grid 0.25 + 0.5 k: the first change is at 11.75 s (0.15 s
+    # before the boundary), not at 12.25 s as the frame grid's rule would put it.
+    track = find_tracks(write_synthetic_corpus(tmp_path / "corpus", 1, section_sec=11.9))[0]
+    cache = FeatureCache(tmp_path / "cache", ModelConfig(patch_grid="beat"))
+    example = load_example(track, cache, TrainConfig())
+    first_change = example.patch_times[np.flatnonzero(np.diff(example.label_ids))[0] + 1]
+    assert first_change == pytest.approx(11.75)
+    frame = load_example(track, FeatureCache(tmp_path / "cache", ModelConfig()), TrainConfig())
+    assert frame.patch_times[np.flatnonzero(np.diff(frame.label_ids))[0] + 1] > 11.9

@@ -11,9 +11,14 @@ import numpy as np
 NOVELTY_SMOOTHING = np.array([0.25, 0.5, 1.0, 0.5, 0.25])
 
 
-def patch_labels(patch_times: np.ndarray, intervals: np.ndarray, labels: Sequence[str]
-                 ) -> np.ndarray:
-    """Integer label of each patch: the segment with ``start < t <= end`` (author's rule).
+def patch_labels(patch_times: np.ndarray, intervals: np.ndarray, labels: Sequence[str],
+                 lead_sec: float = 0.0) -> np.ndarray:
+    """Integer label of each patch: the segment with ``start < t + lead_sec <= end``.
+
+    With ``lead_sec = 0`` (the author's rule) the label changes at the first patch after
+    a boundary. On a beat grid the boundaries fall on beats, within the tracker's error of
+    a patch centre, so that rule would put the change on that beat or the next one by
+    chance; half the grid's hop as ``lead_sec`` puts it on the patch nearest the boundary.
 
     Parameters
     ----------
@@ -22,6 +27,8 @@ def patch_labels(patch_times: np.ndarray, intervals: np.ndarray, labels: Sequenc
     intervals : np.ndarray, shape (n, 2)
         Segment start/end (s), sorted and non-overlapping.
     labels : sequence of str, length n
+    lead_sec : float
+        Shift of the patch times before labelling (s).
 
     Returns
     -------
@@ -32,8 +39,9 @@ def patch_labels(patch_times: np.ndarray, intervals: np.ndarray, labels: Sequenc
     intervals = np.asarray(intervals, dtype=float)
     names = {name: i for i, name in enumerate(dict.fromkeys(labels))}
     out = np.full(len(patch_times), -1, dtype=int)
+    times = np.asarray(patch_times, dtype=float) + lead_sec
     for (start, end), label in zip(intervals, labels):
-        out[(patch_times > start) & (patch_times <= end)] = names[label]
+        out[(times > start) & (times <= end)] = names[label]
     return out
 
 

@@ -202,8 +202,10 @@ def load_example(track: Track, cache: FeatureCache, config: TrainConfig,
     patches = cache.patches(track.audio, augment, n_threads)
     if augment is not None and augment.get("tempo") is not None:
         intervals = np.asarray(intervals, dtype=float) / float(augment["tempo"])
+    # On a beat grid, the label changes at the patch nearest each boundary (patch_labels).
+    lead = 0.5 * cache.config.grid_hop_sec(patches.times) if patches.grid == "beat" else 0.0
     return Example(track.track_id, patches.data, patches.times,
-                   patch_labels(patches.times, intervals, labels),
+                   patch_labels(patches.times, intervals, labels, lead),
                    reference_boundaries(intervals), patches.duration)
 
 
