@@ -150,12 +150,13 @@ def main(argv=None) -> int:
     lines = ["# Boundary placement: frame, beat, bar", "",
              "Trimmed HR0.5F / HR3F (mean over songs), each model with its own peak settings; "
              "beats and downbeats from the package's tracker. `true bars` snaps to the "
-             "reference downbeats (an upper bound, not a mode). Pooled = all validation songs.",
+             "reference downbeats (an upper bound, not a mode). Pooled = the songs of all "
+             "the sets but Sargon (validation sets select; a test set only reports).",
              "Command: `python bench/sync_modes.py " + " ".join(
                  f"--model {m}" for m in args.model) + " " + " ".join(
                  f'--set "{s}"' for s in args.set) + (" --sargon" if args.sargon else "") + "`",
              "", "| model | placement | " + " | ".join(f"{n} HR0.5F | {n} HR3F" for n in names)
-             + " | pooled val HR0.5F | pooled val HR3F |",
+             + " | pooled HR0.5F | pooled HR3F |",
              "|---|---|" + "---|---|" * len(names) + "---|---|"]
     for model in args.model:
         for mode in MODES:
