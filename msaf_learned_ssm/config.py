@@ -63,10 +63,10 @@ class ModelConfig:
     patch_grid : str
         Where patches are centred. ``"frame"`` (the author's): every ``patch_hop_steps``
         steps. ``"beat"``: on the beats of the package's beat tracker, at the metrical
-        level whose period is nearest ``patch_hop_sec`` (:func:`~msaf_learned_ssm.features.beat_centres`);
-        the novelty kernels then count beats (``kernel_size`` beats wide) and peak-picking
-        durations are converted with the track's median beat period
-        (:meth:`grid_hop_sec`).
+        level whose period is nearest ``patch_hop_sec``
+        (:func:`~msaf_learned_ssm.features.beat_centres`); the novelty kernels then count
+        beats (``kernel_size`` beats wide) and peak-picking durations are converted with
+        the track's median beat period (:meth:`grid_hop_sec`).
     """
 
     sample_rate: int = 22050

@@ -13,12 +13,15 @@ import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 import numpy as np
 
 from .config import ModelConfig
 from .parallel import resolve_threads
+
+if TYPE_CHECKING:
+    from .beats import Beats
 
 
 @dataclass
@@ -52,7 +55,7 @@ class Patches:
     mel: Optional[np.ndarray] = None
     chroma: Optional[np.ndarray] = None
     grid: str = "frame"
-    beats: Optional[object] = None
+    beats: Optional["Beats"] = None
 
     def __len__(self) -> int:
         return int(self.data.shape[0])
@@ -536,7 +539,7 @@ def steps_from_mel(mel: np.ndarray, config: ModelConfig) -> tuple[np.ndarray, np
 
 
 def patches_from_steps(steps: np.ndarray, step_times: np.ndarray, duration: float,
-                       config: ModelConfig, beats: Optional[object] = None) -> Patches:
+                       config: ModelConfig, beats: Optional["Beats"] = None) -> Patches:
     """Cut the model's patches out of :func:`compute_steps`' output.
 
     ``beats`` (a :class:`~msaf_learned_ssm.beats.Beats`): with a beat-grid model
@@ -554,7 +557,7 @@ def patches_from_steps(steps: np.ndarray, step_times: np.ndarray, duration: floa
     return Patches(data.astype(np.float32, copy=False), times, duration, beats=beats)
 
 
-def to_beat_grid(patches: Patches, beats: object, config: ModelConfig) -> Patches:
+def to_beat_grid(patches: Patches, beats: "Beats", config: ModelConfig) -> Patches:
     """The same track's patches centred on ``beats`` (:func:`patches_from_steps`), cut
     from ``patches.mel``; the log-mel and chroma are carried over."""
     if patches.mel is None:

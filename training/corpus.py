@@ -7,6 +7,7 @@ checked when read: a corrupt entry is rebuilt, never trusted.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -237,13 +238,10 @@ class FeatureCache:
     def beats(self, audio: PathLike, n_threads: Optional[int] = None) -> Beats:
         """Beats of ``audio`` by the package's shipped tracker, cached (keyed by the audio,
         the front-end and the tracker file's content)."""
-        from msaf_learned_ssm.beats import DEFAULT_BEAT_MODEL
-
         path = None
         if self.cache_dir is not None:
-            tracker = _file_digest(DEFAULT_BEAT_MODEL)[:12]
             path = self.cache_dir / (f"{_file_digest(Path(audio))}-{self._settings_key}"
-                                     f"-beats{tracker}.npz")
+                                     f"-beats{_tracker_key()}.npz")
             if path.is_file():
                 try:
                     with np.load(path) as data:
@@ -259,6 +257,14 @@ class FeatureCache:
             with atomic_open(path, "wb") as handle:
                 np.savez(handle, times=beats.times, positions=beats.positions)
         return beats
+
+
+@functools.lru_cache(maxsize=1)
+def _tracker_key() -> str:
+    """Short digest of the shipped beat tracker's file (part of the beat cache's keys)."""
+    from msaf_learned_ssm.beats import DEFAULT_BEAT_MODEL
+
+    return _file_digest(DEFAULT_BEAT_MODEL)[:12]
 
 
 def _track_beats(audio: PathLike, config: ModelConfig, n_threads: Optional[int]) -> Beats:
