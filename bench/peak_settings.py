@@ -50,14 +50,8 @@ def novelty_curves(model_path: str, corpus: Path, ids: list, cache_dir: Path,
         for track in find_tracks(corpus, ids, allow_missing=True):
             ex = load_example(track, cache, TrainConfig())
             _, novelty = analyzer.model(torch.from_numpy(ex.patches))
-            beats = None
-            if sync != "frame":
-                from msaf_learned_ssm.audio import load_audio
-                from msaf_learned_ssm.features import log_mel, standardize_bands
-
-                y = load_audio(track.audio, analyzer.config.sample_rate)
-                beats = analyzer.tracker.track_mel(
-                    standardize_bands(log_mel(y, analyzer.config)))
+            # The shipped tracker's beats (the Analyzer's), cached beside the features.
+            beats = cache.beats(track.audio) if sync != "frame" else None
             out.append((novelty.numpy(), ex.patch_times, ex.duration, ex.boundaries, beats))
     return analyzer, out
 

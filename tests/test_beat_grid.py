@@ -139,7 +139,7 @@ def fixed_beats(monkeypatch):
 
     calls = []
 
-    def track(audio, config, n_threads):
+    def track(audio, n_threads):
         calls.append(audio)
         return _grid(0.25, 120.0, 0.5)
 

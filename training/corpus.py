@@ -252,7 +252,7 @@ class FeatureCache:
                     raise ValueError("unexpected shapes or values")
                 except Exception as exc:  # a corrupt entry: rebuild it
                     warnings.warn(f"{path}: corrupt beat cache entry ({exc}); recomputing")
-        beats = _track_beats(audio, self.config, n_threads)
+        beats = _track_beats(audio, n_threads)
         if path is not None:
             with atomic_open(path, "wb") as handle:
                 np.savez(handle, times=beats.times, positions=beats.positions)
@@ -267,13 +267,13 @@ def _tracker_key() -> str:
     return _file_digest(DEFAULT_BEAT_MODEL)[:12]
 
 
-def _track_beats(audio: PathLike, config: ModelConfig, n_threads: Optional[int]) -> Beats:
-    """The shipped tracker's beats of an audio file."""
+def _track_beats(audio: PathLike, n_threads: Optional[int]) -> Beats:
+    """The shipped tracker's beats of an audio file (on the tracker's own front-end)."""
     from msaf_learned_ssm.beats import shared_tracker
-    from msaf_learned_ssm.features import log_mel, standardize_bands
 
-    y = load_audio(audio, config.sample_rate, n_threads)
-    return shared_tracker("cpu").track_mel(standardize_bands(log_mel(y, config, n_threads)))
+    tracker = shared_tracker("cpu")
+    y = load_audio(audio, tracker.config.model_config.sample_rate, n_threads)
+    return tracker.track(y, n_threads)
 
 
 def default_cache_dir(corpus_dir: PathLike) -> Path:
