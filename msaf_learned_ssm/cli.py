@@ -35,7 +35,8 @@ class _LazyGroup(click.Group):
 
     LAZY = {"train": "msaf_learned_ssm_training.cli:train",
             "train-beats": "msaf_learned_ssm_training.cli:train_beats",
-            "build-pop909": "msaf_learned_ssm_training.cli:build_pop909"}
+            "build-pop909": "msaf_learned_ssm_training.cli:build_pop909",
+            "build-unlabeled": "msaf_learned_ssm_training.cli:build_unlabeled"}
 
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(self.LAZY))
@@ -75,8 +76,11 @@ Outputs (checked for every file before any work):
 @main.command(help=_SEGMENT_HELP)
 @click.argument("audio", nargs=-1, required=True)
 @click.option("--model", default=None,
-              help="A shipped model (default, author-nbatt1, author-nbatt3) or a model file "
-                   "(the author's published state_dicts are accepted too). Default: default.")
+              help="A shipped model (default, author-nbatt1, author-nbatt3, pop909-band, "
+                   "pop909-piano) or a model file (the author's published state_dicts are "
+                   "accepted too). Default: author-nbatt3, the author's published checkpoint "
+                   "(LGPL-3.0), which scored best on real band recordings; the pop909-* "
+                   "models trained here (MIT) score higher on renders only.")
 @click.option("--device", default="auto", show_default=True,
               help="auto (CUDA when available), cpu, cuda or cuda:N.")
 @click.option("-o", "--output", default=None,

@@ -53,7 +53,7 @@ class ShortAudioWarning(UserWarning):
 
 
 def default_model_path() -> Path:
-    """Path of the trained model shipped with the package.
+    """Path of the model used when none is named (:data:`~.model_files.DEFAULT_MODEL`).
 
     Raises
     ------
@@ -176,8 +176,9 @@ class Analyzer:
     Parameters
     ----------
     model : str, os.PathLike, SSMNet or None
-        A shipped model's name (``"default"``, ``"author-nbatt1"``, ``"author-nbatt3"``;
-        None means ``"default"``), a model file (this package's checkpoint or an author's
+        A shipped model's name (:data:`~msaf_learned_ssm.model_files.NAMED_MODELS`;
+        ``"default"`` and None mean :data:`~msaf_learned_ssm.model_files.DEFAULT_MODEL`,
+        ``"author-nbatt3"``), a model file (this package's checkpoint or an author's
         state_dict), or an :class:`SSMNet`.
     device : str or torch.device
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...

@@ -3,10 +3,15 @@
 Models shipped in the package (``msaf_learned_ssm/models/``) are selected by name in
 ``ssm_model`` (MSAF) and ``--model`` (command line):
 
-* ``default``: trained by this project on POP909 renders (MIT), see ``MODEL_CARD.md``;
 * ``author-nbatt1``, ``author-nbatt3``: the published SSM-Net checkpoints of G. Peeters
-  (ISMIR 2023), 1 and 3 self-attention layers, LGPL-3.0 (``LICENSE.author-models``),
-  converted to this package's file format with identical weights.
+  (ISMIR 2023), 1 and 3 self-attention layers, trained on real recordings (Harmonix,
+  Isophonics), LGPL-3.0 (``LICENSE.author-models``), converted to this package's file
+  format with identical weights;
+* ``pop909-band``: trained by this project on band renders of POP909 (MIT), the default
+  until real recordings showed it below ``author-nbatt3``; ``pop909-piano``: its
+  predecessor, trained on piano renders (MIT). See ``MODEL_CARD.md``.
+* ``default``: an alias of :data:`DEFAULT_MODEL`, the model that scored best on real
+  recordings (``author-nbatt3``); outputs name the model it stands for.
 
 Anything else is a path to a model file.  Each file carries its own peak-picking settings
 (``peaks``); outputs record the model's name and the SHA-256 of its file, so two models never
@@ -26,18 +31,26 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 #: Name -> file in :data:`MODELS_DIR`.
 NAMED_MODELS = {
-    "default": "default.pt",
     "author-nbatt1": "author-nbatt1.pt",
     "author-nbatt3": "author-nbatt3.pt",
+    "pop909-band": "pop909-band.pt",
+    "pop909-piano": "pop909-piano.pt",
 }
 
-__all__ = ["MODELS_DIR", "NAMED_MODELS", "resolve_model", "model_name", "file_sha256"]
+#: The model ``"default"`` (and no model named) stands for. Real band recordings scored
+#: it above every model trained here (MODEL_CARD.md); it changes only when a candidate beats
+#: it there, never on render scores alone.
+DEFAULT_MODEL = "author-nbatt3"
+
+__all__ = ["MODELS_DIR", "NAMED_MODELS", "DEFAULT_MODEL", "resolve_model", "model_name",
+           "file_sha256"]
 
 
 def resolve_model(model: Union[PathLike, None]) -> Path:
-    """The file of a named model (None means ``"default"``), or ``model`` as a path."""
-    if model is None:
-        model = "default"
+    """The file of a named model (None and ``"default"`` mean :data:`DEFAULT_MODEL`), or
+    ``model`` as a path."""
+    if model is None or model == "default":
+        model = DEFAULT_MODEL
     if isinstance(model, str) and model in NAMED_MODELS:
         return MODELS_DIR / NAMED_MODELS[model]
     return Path(model)

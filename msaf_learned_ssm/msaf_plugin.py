@@ -57,8 +57,8 @@ is_boundary_type = True
 is_label_type = True
 
 #: Peak-picking settings: ``ssm_peak_<field>`` for each PeakConfig field; None means "the
-#: model file's own" (the author's 10 / 7 / 1.35 for the author's models, ours tuned on the
-#: validation split for the default model).
+#: model file's own" (the author's 10 / 7 / 1.35 for the author's models, including the
+#: default, author-nbatt3; tuned on the validation renders for the pop909-* models).
 _PEAK_KEYS = {f"ssm_peak_{f.name}": f.name for f in dataclasses.fields(PeakConfig)}
 #: The fine level of the hierarchical mode (its local-mean window is the flat level's).
 _FINE_KEYS = {f"ssm_fine_peak_{name}": name for name in ("min_distance_sec", "threshold")}
@@ -68,7 +68,8 @@ _FINE_KEYS = {f"ssm_fine_peak_{name}": name for name in ("min_distance_sec", "th
 #: unknown ``ssm_`` key (a misspelling) is an error, never silently ignored.
 config: dict[str, Any] = {
     "ssm_plugin": PluginTag("msaf_learned_ssm"),
-    # A shipped model's name ("default", "author-nbatt1", "author-nbatt3") or a model file.
+    # A shipped model's name ("default" = "author-nbatt3", "author-nbatt1", "pop909-band",
+    # "pop909-piano") or a model file.
     "ssm_model": "default",
     # "auto" (CUDA when available), "cpu", "cuda".
     "ssm_device": "auto",
