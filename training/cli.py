@@ -104,12 +104,28 @@ def _pick_tracks(corpus_dir, val_dir, val_split, train_ids, val_ids, seed):
               show_default=True, help="Augmented draws per track (cached); epoch e uses "
                                       "draw e mod N.")
 @click.option("--init", "init", default=None, metavar="MODEL",
-              help="Start from this model's weights and architecture (a name such as "
-                   "'default', or a file) instead of random ones: fine-tuning.")
+              help="Start from this model's weights and architecture (a shipped name such "
+                   "as 'author-nbatt3' or 'pop909-band', or a file) instead of random ones: "
+                   "fine-tuning.")
 @click.option("--patch-grid", type=click.Choice(["frame", "beat"]), default="frame",
               show_default=True,
               help="Centre the patches every 0.46 s (frame) or on the package's estimated "
                    "beats (beat: the novelty kernels then count beats). Allowed with --init.")
+@click.option("--teacher", "teachers", default=None, metavar="MODEL[,MODEL...]",
+              help="Teacher models for the --unlabeled tracks (shipped names or files, comma "
+                   "separated), e.g. author-nbatt1,author-nbatt3: the student's SSM and "
+                   "novelty are pulled toward the teachers' mean there.")
+@click.option("--unlabeled", "unlabeled_dir", type=click.Path(exists=True, file_okay=False),
+              default=None, help="Corpus of audio without references (audio/, e.g. from "
+                                 "build-unlabeled), trained against the --teacher models.")
+@click.option("--unlabeled-ids", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="File of track ids of --unlabeled to use (e.g. its train_ids.txt, leaving "
+                   "the held-out part for measurement). Default: every track.")
+@click.option("--teacher-weight", type=click.FloatRange(0, 100), default=_T.teacher_weight,
+              show_default=True, help="Weight of an unlabelled track's loss against a "
+                                      "labelled one's.")
+@click.option("--unlabeled-share", type=click.FloatRange(0, 0.95), default=_T.unlabeled_share,
+              show_default=True, help="Share of each epoch's steps on unlabelled tracks.")
 @click.option("--data-threads", type=click.IntRange(0), default=None,
               help="Threads that prepare the next tracks' augmented draws while the model "
                    "trains (default: with a GPU, the cores less one; on a CPU, the cores "
@@ -127,7 +143,8 @@ def _pick_tracks(corpus_dir, val_dir, val_split, train_ids, val_ids, seed):
 @click.pass_context
 def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, attention_layers,
           freeze_kernels, novelty_balanced, epochs, patience, lr, max_patches, checkpoint_every,
-          augment, augment_variants, init, patch_grid, data_threads, seed, device, cache_dir,
+          augment, augment_variants, init, patch_grid, teachers, unlabeled_dir, unlabeled_ids,
+          teacher_weight, unlabeled_share, data_threads, seed, device, cache_dir,
           annotator, namespace, resume, overwrite) -> None:
     """Train a model on CORPUS_DIR (MSAF layout: audio/, references/*.jams).
 
@@ -139,6 +156,10 @@ def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, a
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
+    if (teachers is None) != (unlabeled_dir is None):
+        raise click.UsageError("--teacher and --unlabeled go together")
+    if unlabeled_ids is not None and unlabeled_dir is None:
+        raise click.UsageError("--unlabeled-ids needs --unlabeled")
     if init is not None:
         if resume:
             raise click.UsageError("--init and --resume exclude each other (a resumed run "
@@ -158,7 +179,9 @@ def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, a
                             alpha, attention_layers, freeze_kernels, novelty_balanced, epochs,
                             patience, lr, max_patches, checkpoint_every, augment,
                             augment_variants, init, patch_grid, data_threads, seed, device,
-                            cache_dir, annotator, namespace, resume, overwrite)
+                            cache_dir, annotator, namespace, resume, overwrite,
+                            (teachers, unlabeled_dir, unlabeled_ids, teacher_weight,
+                             unlabeled_share))
     for track_id, reason in result.skipped.items():
         _say(f"skipped {track_id}: {reason}")
     best = result.best or {}
@@ -170,14 +193,19 @@ def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, a
 def _run_train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha,
                attention_layers, freeze_kernels, novelty_balanced, epochs, patience, lr,
                max_patches, checkpoint_every, augment, augment_variants, init, patch_grid,
-               data_threads, seed, device, cache_dir, annotator, namespace, resume, overwrite):
+               data_threads, seed, device, cache_dir, annotator, namespace, resume, overwrite,
+               teaching):
     """The train command's work; LearnedSSMError becomes one ``error:`` line (exit 2)."""
-    from .corpus import default_cache_dir
+    from .corpus import default_cache_dir, find_unlabeled, read_id_list
     from .trainer import train as run_training
 
+    teachers, unlabeled_dir, unlabeled_ids, teacher_weight, unlabeled_share = teaching
     try:
         tracks, val_tracks = _pick_tracks(corpus_dir, val_dir, val_split, train_ids, val_ids,
                                           seed)
+        unlabeled = (find_unlabeled(unlabeled_dir, read_id_list(unlabeled_ids)
+                                    if unlabeled_ids else None) if unlabeled_dir else [])
+        names = [t.strip() for t in teachers.split(",") if t.strip()] if teachers else []
         if annotator is not None and annotator.isdigit():
             annotator = int(annotator)
         model_config = ModelConfig(attention_layers=attention_layers,
@@ -187,14 +215,18 @@ def _run_train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alp
                              checkpoint_every=checkpoint_every, seed=seed,
                              namespace=namespace, annotator=annotator,
                              augment=(AugmentConfig(variants=augment_variants).to_dict()
-                                      if augment else None))
+                                      if augment else None),
+                             teacher_weight=teacher_weight, unlabeled_share=unlabeled_share)
         given = ctx.get_parameter_source("epochs") == click.core.ParameterSource.COMMANDLINE
-        _say(f"training on {len(tracks)} tracks, validating on {len(val_tracks)}")
+        _say(f"training on {len(tracks)} tracks"
+             + (f" and {len(unlabeled)} unlabelled ones (teachers {', '.join(names)})"
+                if unlabeled else "") + f", validating on {len(val_tracks)}")
         return run_training(tracks, val_tracks, out, model_config, config,
                             cache_dir=cache_dir or default_cache_dir(corpus_dir),
                             device=device, resume=resume, overwrite=overwrite,
                             epochs=epochs if (resume and given) else None,
-                            data_threads=data_threads, init=init)
+                            data_threads=data_threads, init=init,
+                            unlabeled_tracks=unlabeled, teachers=names)
     except LearnedSSMError as exc:
         _fail(str(exc))
 
@@ -295,4 +327,52 @@ def build_pop909(pop909_dir, structure_dir, out_dir, mode, ids_file, seed, jobs,
                f"(soundfonts: {', '.join(summary['soundfonts'])}; "
                f"fluidsynth {summary['fluidsynth_version']})", err=True)
     if summary["failed"]:
+        sys.exit(1)
+
+
+# Light (no torch at import): the defaults shown in --help come from the builder itself.
+from .unlabeled import DEFAULT_PACKAGES, MIN_DURATION_S  # noqa: E402
+
+
+@click.command("build-unlabeled")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--packages", default=",".join(DEFAULT_PACKAGES), show_default=True,
+              help="Debian packages to build from, comma-separated.")
+@click.option("--from-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Folder of the packages' .deb files and/or trees extracted with "
+                   "`dpkg-deb -x PKG.deb DIR/PKG`; nothing is downloaded.")
+@click.option("--min-duration", type=click.FloatRange(min=0), default=MIN_DURATION_S,
+              show_default=True, help="Shortest track kept (s).")
+@click.option("--jobs", type=click.IntRange(1), default=1, show_default=True,
+              help="Decoding processes.")
+def build_unlabeled(out_dir, packages, from_dir, min_duration, jobs) -> None:
+    """Decode Debian's DFSG-free game soundtracks into an unlabeled corpus (OUT_DIR/audio,
+    manifest.csv, train_ids.txt, heldout_ids.txt).
+
+    Packages come from --from-dir, the installed packages, else `apt-get download` (no root
+    needed). Tracks whose licence is unknown or not DFSG-free, and packages outside Debian
+    main, are skipped and listed. Resumable: tracks already decoded are skipped. Never commit
+    OUT_DIR.
+    """
+    from .unlabeled import build_unlabeled_corpus
+
+    try:
+        summary = build_unlabeled_corpus(out_dir, packages.split(","), from_dir=from_dir,
+                                         min_duration=min_duration, n_jobs=jobs)
+    except LearnedSSMError as exc:
+        _fail(str(exc))
+    for package, reason in summary["refused"].items():
+        click.echo(f"refused {package}: {reason}", err=True)
+    for file, reason in summary["licence_skipped"].items():
+        click.echo(f"skipped {file}: {reason}", err=True)
+    for track, reason in summary["failed"].items():
+        click.echo(f"failed {track}: {reason}", err=True)
+    licences = ", ".join(f"{name} {n}" for name, n in summary["licences"].items())
+    click.echo(f"{summary['tracks']} tracks, {summary['hours']:.2f} h ({len(summary['built'])} "
+               f"built, {len(summary['skipped'])} already built); held out "
+               f"{summary['heldout']} tracks, {summary['heldout_hours']:.2f} h; "
+               f"{len(summary['too_short'])} shorter than {min_duration:g} s dropped, "
+               f"{len(summary['licence_skipped'])} not free, {len(summary['failed'])} failed; "
+               f"licences: {licences or 'none'} -> {out_dir}", err=True)
+    if summary["failed"] or summary["refused"]:
         sys.exit(1)

@@ -32,11 +32,12 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".aif", ".aiff", ".m4a")
 
 @dataclass(frozen=True)
 class Track:
-    """One training track: id (file stem), audio file and reference JAMS."""
+    """One training track: id (file stem), audio file and reference JAMS (None for an
+    unlabelled track, which trains against the teachers' outputs)."""
 
     track_id: str
     audio: Path
-    reference: Path
+    reference: Optional[Path]
 
 
 def find_tracks(corpus_dir: PathLike, ids: Optional[Iterable[str]] = None,
@@ -86,6 +87,40 @@ def find_tracks(corpus_dir: PathLike, ids: Optional[Iterable[str]] = None,
     return list(tracks.values())
 
 
+def find_unlabeled(corpus_dir: PathLike, ids: Optional[Iterable[str]] = None) -> list[Track]:
+    """Tracks of a corpus of audio without references (``audio/`` of MSAF's layout, as
+    ``build-unlabeled`` writes it), each with ``reference=None``.
+
+    Parameters
+    ----------
+    corpus_dir : path
+        Folder with ``audio/``.
+    ids : iterable of str, optional
+        Keep only these track ids (file stems); a missing one is an error.
+
+    Raises
+    ------
+    AnnotationError
+        No ``audio/`` folder, no audio in it, or a requested id is missing.
+    """
+    corpus_dir = Path(corpus_dir)
+    audio_dir = corpus_dir / "audio"
+    if not audio_dir.is_dir():
+        raise AnnotationError(f"{corpus_dir}: not an MSAF corpus (missing audio/)")
+    tracks = {a.stem: Track(a.stem, a, None) for a in sorted(audio_dir.iterdir())
+              if a.suffix.lower() in AUDIO_EXTENSIONS and not a.name.startswith(".")}
+    if not tracks:
+        raise AnnotationError(f"{audio_dir}: no audio files")
+    if ids is None:
+        return list(tracks.values())
+    ids = [str(i).strip() for i in ids if str(i).strip()]
+    missing = [i for i in ids if i not in tracks]
+    if missing:
+        raise AnnotationError(f"{corpus_dir}: {len(missing)} requested tracks are missing "
+                              f"(e.g. {', '.join(missing[:5])})")
+    return [tracks[i] for i in ids]
+
+
 def read_id_list(path: PathLike) -> list[str]:
     """Track ids of a split file (one per line; blank lines and ``#`` comments ignored)."""
     lines = Path(path).read_text().splitlines()
@@ -133,7 +168,7 @@ def split_tracks(tracks: Sequence[Track], fraction: float, seed: int = 0
     return train, val
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -172,7 +207,7 @@ class FeatureCache:
     def path_for(self, audio: PathLike, augment: Optional[dict] = None) -> Path:
         """Cache file of ``audio`` (with augmentation parameters ``augment``, if any)."""
         assert self.cache_dir is not None
-        key = f"{_file_digest(Path(audio))}-{self._settings_key}"
+        key = f"{file_digest(Path(audio))}-{self._settings_key}"
         if augment is not None:
             drawn = json.dumps(augment, sort_keys=True).encode()
             key += "-aug" + hashlib.sha256(drawn).hexdigest()[:12]
@@ -240,7 +275,7 @@ class FeatureCache:
         the front-end and the tracker file's content)."""
         path = None
         if self.cache_dir is not None:
-            path = self.cache_dir / (f"{_file_digest(Path(audio))}-{self._settings_key}"
+            path = self.cache_dir / (f"{file_digest(Path(audio))}-{self._settings_key}"
                                      f"-beats{_tracker_key()}.npz")
             if path.is_file():
                 try:
@@ -264,7 +299,7 @@ def _tracker_key() -> str:
     """Short digest of the shipped beat tracker's file (part of the beat cache's keys)."""
     from msaf_learned_ssm.beats import DEFAULT_BEAT_MODEL
 
-    return _file_digest(DEFAULT_BEAT_MODEL)[:12]
+    return file_digest(DEFAULT_BEAT_MODEL)[:12]
 
 
 def _track_beats(audio: PathLike, n_threads: Optional[int]) -> Beats:
@@ -292,5 +327,5 @@ def default_cache_dir(corpus_dir: PathLike) -> Path:
     return Path(platformdirs.user_cache_dir("msaf-learned-ssm")) / "features"
 
 
-__all__ = ["FeatureCache", "Track", "default_cache_dir", "find_tracks", "read_id_list",
-           "seeded_split", "split_tracks"]
+__all__ = ["FeatureCache", "Track", "default_cache_dir", "file_digest", "find_tracks",
+           "find_unlabeled", "read_id_list", "seeded_split", "split_tracks"]

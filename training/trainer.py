@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import time
 import warnings
 from collections import deque
@@ -57,9 +58,10 @@ from .augment import AugmentConfig, draw_augmentation
 from .corpus import FeatureCache, Track
 from .distributed import (DistributedContext, barrier, broadcast_from_main, init_distributed,
                           shard, shutdown)
-from .losses import joint_loss, novelty_bce, weighted_bce
+from .losses import joint_loss, novelty_bce, soft_bce, weighted_bce
 from .targets import (ground_truth_novelty, ground_truth_ssm, patch_labels,
                       reference_boundaries)
+from .teachers import TeacherCache, align_targets, load_teachers, teacher_records
 
 STATE_VERSION = 2
 
@@ -103,6 +105,17 @@ class TrainConfig:
     init : str or None
         The model file whose weights the run started from (name and SHA-256, for the
         record); None: trained from scratch.
+    teachers : list of str or None
+        The teacher models of the unlabelled tracks (``"NAME sha256:HASH"`` each, see
+        :mod:`~msaf_learned_ssm_training.teachers`); None: no unlabelled tracks.
+    teacher_weight : float
+        Weight of an unlabelled track's loss (the joint loss, with ``alpha``, of the
+        student's SSM and novelty against the teachers' mean, :func:`soft_bce`) against a
+        labelled track's.
+    unlabeled_share : float in [0, 1)
+        Share of an epoch's steps spent on unlabelled tracks: each epoch adds
+        ``round(share / (1 - share) * n_labelled)`` unlabelled tracks, drawn from the pool
+        with the epoch's seed (without repetition while the pool lasts).
     """
 
     alpha: float = 0.5
@@ -118,18 +131,35 @@ class TrainConfig:
     peaks: dict = field(default_factory=lambda: PeakConfig().to_dict())
     augment: Optional[dict] = None
     init: Optional[str] = None
+    teachers: Optional[list] = None
+    teacher_weight: float = 1.0
+    unlabeled_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.teacher_weight) and self.teacher_weight >= 0):
+            raise ConfigError(f"teacher_weight must be finite and >= 0, got "
+                              f"{self.teacher_weight}")
+        if not 0.0 <= self.unlabeled_share < 1.0:
+            raise ConfigError(f"unlabeled_share must be in [0, 1), got {self.unlabeled_share}")
 
 
 @dataclass
 class Example:
-    """One track ready for the model: patches, targets and reference boundaries."""
+    """One track ready for the model: patches, and either the ground truth (labelled) or
+    the teachers' soft targets (unlabelled)."""
 
     track_id: str
     patches: np.ndarray      # (T, n_mels, patch_steps)
     patch_times: np.ndarray  # (T,)
-    label_ids: np.ndarray    # (T,)
-    boundaries: np.ndarray   # reference boundary times (s)
+    label_ids: Optional[np.ndarray]   # (T,); None for an unlabelled track
+    boundaries: Optional[np.ndarray]  # reference boundary times (s); None if unlabelled
     duration: float
+    soft_ssm: Optional[np.ndarray] = None      # (T, T) teachers' mean SSM
+    soft_novelty: Optional[np.ndarray] = None  # (T,) teachers' mean novelty
+
+    @property
+    def labelled(self) -> bool:
+        return self.soft_ssm is None
 
 
 @dataclass
@@ -209,14 +239,31 @@ def load_example(track: Track, cache: FeatureCache, config: TrainConfig,
                    reference_boundaries(intervals), patches.duration)
 
 
-def _crop(example: Example, max_patches: int, rng: np.random.Generator
-          ) -> tuple[np.ndarray, np.ndarray]:
-    n = len(example.patches)
+def load_unlabeled_example(track: Track, cache: FeatureCache, teachers: TeacherCache,
+                           augment: Optional[dict] = None,
+                           n_threads: Optional[int] = None) -> Example:
+    """Patches of an unlabelled track and the teachers' targets at their times.
+
+    The teachers' targets come from the clean audio (:class:`TeacherCache`); with
+    ``augment`` (drawn parameters) the patches are of the augmented waveform and the
+    targets are moved to its times (a tempo change stretches them).
+    """
+    patches = cache.patches(track.audio, augment, n_threads)
+    if len(patches.times) == 0:
+        raise LearnedSSMError(f"{track.audio}: too short for one patch")
+    targets = teachers.targets(track.audio, n_threads)
+    scale = float(augment["tempo"]) if augment and augment.get("tempo") is not None else 1.0
+    ssm, novelty = align_targets(targets, patches.times, scale)
+    return Example(track.track_id, patches.data, patches.times, None, None, patches.duration,
+                   ssm, novelty)
+
+
+def _crop(n: int, max_patches: int, rng: np.random.Generator) -> slice:
+    """A random window of ``max_patches`` of ``n`` patches (all of them if fewer)."""
     if n <= max_patches:
-        return example.patches, example.label_ids
+        return slice(0, n)
     start = int(rng.integers(0, n - max_patches + 1))
-    return (example.patches[start:start + max_patches],
-            example.label_ids[start:start + max_patches])
+    return slice(start, start + max_patches)
 
 
 def training_step(model: SSMNet, patches: torch.Tensor, label_ids: np.ndarray,
@@ -230,6 +277,19 @@ def training_step(model: SSMNet, patches: torch.Tensor, label_ids: np.ndarray,
     nov_loss = novelty_bce(novelty, gt_novelty, balanced=config.novelty_balanced)
     return {"loss": joint_loss(ssm_loss, nov_loss, config.alpha), "ssm_loss": ssm_loss,
             "novelty_loss": nov_loss}
+
+
+def teacher_step(model: SSMNet, patches: torch.Tensor, soft_ssm: torch.Tensor,
+                 soft_novelty: torch.Tensor, config: TrainConfig) -> dict[str, torch.Tensor]:
+    """Loss of one unlabelled track against the teachers' mean SSM and novelty (no
+    optimizer step): ``teacher_weight`` times the joint loss of :func:`soft_bce`
+    divergences, the SSM's class-balanced as the SSM-loss; 0 when the student's outputs
+    equal the targets. Tensors on the model's device."""
+    embeddings, novelty = model(patches)
+    ssm_loss = soft_bce(cosine_ssm(embeddings), soft_ssm, balanced=True)
+    nov_loss = soft_bce(novelty, soft_novelty, balanced=config.novelty_balanced)
+    loss = config.teacher_weight * joint_loss(ssm_loss, nov_loss, config.alpha)
+    return {"loss": loss, "teacher_loss": loss}
 
 
 @torch.inference_mode()
@@ -346,7 +406,9 @@ class TrainState:
 
 
 def _zero_running() -> dict:
-    return {"loss": 0.0, "ssm_loss": 0.0, "novelty_loss": 0.0, "n": 0}
+    """Sums of the epoch's losses: labelled steps (``n``), unlabelled ones (``n_teacher``)."""
+    return {"loss": 0.0, "ssm_loss": 0.0, "novelty_loss": 0.0, "n": 0,
+            "teacher_loss": 0.0, "n_teacher": 0}
 
 
 def _refuse_existing(paths: Sequence[Path], resume: bool, overwrite: bool) -> None:
@@ -372,13 +434,42 @@ def _load_examples(tracks: Sequence[Track], cache: FeatureCache, config: TrainCo
 
 
 def _epoch_example(base: Example, track: Track, cache: FeatureCache, config: TrainConfig,
-                   epoch: int, n_threads: Optional[int] = None) -> Example:
-    """The example a training step sees: ``base``, or this epoch's augmented draw of it."""
+                   epoch: int, n_threads: Optional[int] = None,
+                   teachers: Optional[TeacherCache] = None) -> Example:
+    """The example a training step sees: ``base``, or this epoch's augmented draw of it
+    (labelled or unlabelled alike)."""
     if config.augment is None:
         return base
     augment = AugmentConfig(**config.augment)
     params = draw_augmentation(augment, config.seed, track.track_id, epoch % augment.variants)
-    return load_example(track, cache, config, params, n_threads)
+    if base.labelled:
+        return load_example(track, cache, config, params, n_threads)
+    return load_unlabeled_example(track, cache, teachers, params, n_threads)
+
+
+def unlabeled_steps(n_labelled: int, share: float) -> int:
+    """Unlabelled tracks an epoch adds to ``n_labelled`` labelled ones, so that they make
+    ``share`` of its steps."""
+    return int(round(share / (1.0 - share) * n_labelled))
+
+
+def epoch_order(config: TrainConfig, epoch: int, n_labelled: int, n_unlabeled: int
+                ) -> np.ndarray:
+    """Indices of an epoch's steps, in order: labelled examples are ``0..n_labelled-1``,
+    unlabelled ones ``n_labelled + j``; from ``(seed, epoch)`` only.
+
+    Without unlabelled tracks this is the permutation runs have always used. With them, the
+    epoch takes :func:`unlabeled_steps` unlabelled tracks, each at most once while the pool
+    lasts, and shuffles them among the labelled ones.
+    """
+    rng = np.random.default_rng([config.seed, epoch])
+    if n_unlabeled == 0:
+        return rng.permutation(n_labelled)
+    k = unlabeled_steps(n_labelled, config.unlabeled_share)
+    pick = np.random.default_rng([config.seed, epoch, 1])
+    rounds = [pick.permutation(n_unlabeled) for _ in range(-(-k // n_unlabeled))]
+    chosen = np.concatenate(rounds)[:k] if rounds else np.zeros(0, dtype=int)
+    return rng.permutation(np.concatenate([np.arange(n_labelled), n_labelled + chosen]))
 
 
 def default_data_threads(device: torch.device, world_size: int = 1) -> int:
@@ -428,9 +519,16 @@ def _step(state: TrainState, example: Example, rng: np.random.Generator,
     ``stepper``: the module that runs the forward pass (the DDP wrapper of ``state.model``
     in a distributed run, whose backward pass averages the gradients across ranks).
     """
-    patches, label_ids = _crop(example, state.config.max_patches, rng)
-    losses = training_step(stepper or state.model, torch.from_numpy(patches).to(dev),
-                           label_ids, state.config)
+    window = _crop(len(example.patches), state.config.max_patches, rng)
+    patches = torch.from_numpy(example.patches[window]).to(dev)
+    if example.labelled:
+        losses = training_step(stepper or state.model, patches, example.label_ids[window],
+                               state.config)
+    else:
+        losses = teacher_step(stepper or state.model, patches,
+                              torch.from_numpy(example.soft_ssm[window, window]).to(dev),
+                              torch.from_numpy(example.soft_novelty[window]).to(dev),
+                              state.config)
     where = f"epoch {state.epoch + 1}, track {example.track_id}"
     state.optimizer.zero_grad(set_to_none=True)
     # Backward before the loss check: in a distributed run every rank must join the
@@ -447,9 +545,15 @@ def _step(state: TrainState, example: Example, rng: np.random.Generator,
     if not _all_finite(list(state.model.parameters())):
         raise TrainingDivergedError(f"the weights became non-finite at {where}: lower the "
                                     f"learning rate (--lr, now {state.config.lr:g})")
-    for key in ("loss", "ssm_loss", "novelty_loss"):
-        state.running[key] += float(losses[key].detach())
-    state.running["n"] += 1
+    running = state.running
+    if example.labelled:
+        for key in ("loss", "ssm_loss", "novelty_loss"):
+            running[key] += float(losses[key].detach())
+        running["n"] += 1
+    else:  # a resume state of an older version has no teacher sums
+        running["teacher_loss"] = running.get("teacher_loss", 0.0) \
+            + float(losses["teacher_loss"].detach())
+        running["n_teacher"] = running.get("n_teacher", 0) + 1
 
 
 def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathLike,
@@ -459,7 +563,9 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
           on_event: Optional[Callable[[str, dict], None]] = None, *,
           overwrite: bool = False, epochs: Optional[int] = None,
           data_threads: Optional[int] = None,
-          init: Optional[PathLike] = None) -> TrainResult:
+          init: Optional[PathLike] = None,
+          unlabeled_tracks: Sequence[Track] = (),
+          teachers: Sequence[PathLike] = ()) -> TrainResult:
     """Train SSM-Net; see the module docstring for the files written.
 
     Parameters
@@ -498,6 +604,13 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
         Start from this model's weights and architecture (fine-tuning; of ``model_config``
         only ``patch_grid`` is then used) instead of a random initialisation; not with
         ``resume``.
+    unlabeled_tracks : sequence of Track
+        Tracks without reference (``reference=None``), trained against the ``teachers``'
+        mean SSM and novelty (:func:`teacher_step`); ``config.unlabeled_share`` of each
+        epoch's steps, ``config.teacher_weight`` their loss's weight.
+    teachers : sequence of model names or files
+        The teacher models (needed with ``unlabeled_tracks``, and only then). A resumed run
+        needs the same teachers as it started with (by file hash).
 
     Returns
     -------
@@ -525,6 +638,11 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
         raise LearnedSSMError("no training tracks given")
     if data_threads is not None and (not isinstance(data_threads, int) or data_threads < 0):
         raise ConfigError(f"data_threads must be an integer >= 0, got {data_threads!r}")
+    if bool(unlabeled_tracks) != bool(teachers):
+        raise ConfigError("unlabelled tracks and teachers go together: give both or neither")
+    teacher_models = load_teachers(teachers) if teachers else []
+    if teacher_models and not resume:
+        config = replace(config, teachers=teacher_records(teacher_models))
     init_weights = None
     if init is not None:
         if resume:
@@ -546,7 +664,7 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
             return _run(train_tracks, val_tracks, paths, model_config, config, cache_dir,
                         dev, resume, progress and (ctx is None or ctx.is_main),
                         stop_after_steps, on_event, epochs, ctx, data_threads,
-                        init_weights)
+                        init_weights, list(unlabeled_tracks), teacher_models)
     finally:
         shutdown(ctx)
 
@@ -584,15 +702,30 @@ def _start(paths: tuple, model_config: ModelConfig, config: TrainConfig, dev: to
     return state
 
 
+def _check_teachers(config: TrainConfig, teachers: Sequence, path: Path) -> None:
+    """A resumed run needs the teachers it started with (CheckpointError otherwise)."""
+    saved = sorted(config.teachers or [])
+    given = sorted(teacher_records(teachers))
+    if [r.split("sha256:")[-1] for r in saved] != [r.split("sha256:")[-1] for r in given]:
+        raise CheckpointError(f"{path}: the run was trained with teachers "
+                              f"{', '.join(saved) or '(none)'}, but this call gives "
+                              f"{', '.join(given) or '(none)'}: resume with the same "
+                              "--teacher and --unlabeled")
+
+
 def _run(train_tracks, val_tracks, paths, model_config, config, cache_dir, dev, resume,
          progress, stop_after_steps, on_event, epochs,
          ctx: Optional[DistributedContext] = None, data_threads: int = 0,
-         init_weights: Optional[dict] = None) -> TrainResult:
+         init_weights: Optional[dict] = None, unlabeled_tracks: Sequence[Track] = (),
+         teachers: Sequence = ()) -> TrainResult:
     best_path, state_path, log_path = paths
     main = ctx is None or ctx.is_main
     world, rank = (ctx.world_size, ctx.rank) if ctx else (1, 0)
     state = _start(paths, model_config, config, dev, resume, epochs, init_weights)
     config = state.config
+    if resume:
+        _check_teachers(config, teachers, state_path)
+    teacher_cache = TeacherCache(cache_dir, teachers) if teachers else None
     stepper = None
     if ctx is not None:
         from torch.nn.parallel import DistributedDataParallel
@@ -602,17 +735,21 @@ def _run(train_tracks, val_tracks, paths, model_config, config, cache_dir, dev, 
     cache = FeatureCache(cache_dir, state.model.config)
     train_examples, val_examples, skipped = _load_data(train_tracks, val_tracks, cache, config,
                                                        progress, ctx)
-    tracks_by_id = {t.track_id: t for t in train_tracks}
+    unlabeled = _load_unlabeled(unlabeled_tracks, cache, teacher_cache, skipped, progress,
+                                ctx)
+    n_labelled = len(train_examples)
+    sources = [{t.track_id: t for t in train_tracks}, {t.track_id: t for t in unlabeled_tracks}]
+    train_examples = train_examples + unlabeled
     peaks = PeakConfig(**config.peaks)
     steps_done = 0
     while state.epoch < config.epochs:
         started = time.perf_counter()
-        order = np.random.default_rng([config.seed, state.epoch]).permutation(len(train_examples))
+        order = epoch_order(config, state.epoch, n_labelled, len(unlabeled))
         # ``position`` counts steps; one step trains on one track per rank.
         mine = shard(order, rank, world) if ctx is not None else order
         state.model.train()
-        upcoming = _upcoming(mine[state.position:], train_examples, tracks_by_id, cache,
-                             config, state.epoch, data_threads)
+        upcoming = _upcoming(mine[state.position:], train_examples, sources, cache,
+                             config, state.epoch, data_threads, teacher_cache)
         # The bar is closed (and its line cleared) however the epoch ends, so that an
         # error message starts on a line of its own.
         with tqdm(total=len(mine), initial=state.position, disable=not progress, leave=False,
@@ -625,7 +762,7 @@ def _run(train_tracks, val_tracks, paths, model_config, config, cache_dir, dev, 
                 state.position += 1
                 steps_done += 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{state.running['loss'] / state.running['n']:.4f}")
+                bar.set_postfix(loss=f"{state.running['loss'] / max(state.running['n'], 1):.4f}")
                 if (main and state.position % config.checkpoint_every == 0
                         and state.position < len(mine)):
                     state.save(state_path)
@@ -670,15 +807,43 @@ def _load_data(train_tracks: Sequence[Track], val_tracks: Sequence[Track],
     return train_examples, val_examples, skipped
 
 
+def _load_unlabeled(tracks: Sequence[Track], cache: FeatureCache,
+                    teachers: Optional[TeacherCache], skipped: dict, progress: bool,
+                    ctx: Optional[DistributedContext]) -> list[Example]:
+    """Examples of the unlabelled tracks with the teachers' targets (rank 0 fills both
+    caches first, the other ranks then read them); a bad track is skipped with its reason."""
+    if not tracks:
+        return []
+    main = ctx is None or ctx.is_main
+    if not main:
+        barrier(ctx)
+    examples = []
+    for track in tqdm(tracks, desc="features and teachers (unlabelled)", disable=not progress,
+                      leave=False):
+        try:
+            examples.append(load_unlabeled_example(track, cache, teachers))
+        except LearnedSSMError as exc:
+            skipped[f"unlabelled {track.track_id}"] = str(exc)
+    if main:
+        barrier(ctx)
+    if not examples:
+        raise LearnedSSMError("no usable unlabelled track: " + "; ".join(
+            f"{k}: {v}" for k, v in list(skipped.items())[:5]))
+    return examples
+
+
 def _upcoming(indices: Sequence[int], train_examples: Sequence[Example],
-              tracks_by_id: dict, cache: FeatureCache, config: TrainConfig, epoch: int,
-              data_threads: int) -> Iterator[Example]:
+              sources: Sequence[dict], cache: FeatureCache, config: TrainConfig, epoch: int,
+              data_threads: int, teachers: Optional[TeacherCache] = None
+              ) -> Iterator[Example]:
     """The examples of ``indices`` as this epoch's steps see them; augmented draws are
-    prepared ``data_threads`` at a time ahead of the steps (one CPU thread each)."""
+    prepared ``data_threads`` at a time ahead of the steps (one CPU thread each).
+    ``sources``: track id -> Track of the labelled and of the unlabelled tracks."""
     def prepare(index: int) -> Example:
         base = train_examples[index]
-        return _epoch_example(base, tracks_by_id[base.track_id], cache, config, epoch,
-                              1 if data_threads > 0 else None)
+        track = sources[0 if base.labelled else 1][base.track_id]
+        return _epoch_example(base, track, cache, config, epoch,
+                              1 if data_threads > 0 else None, teachers)
 
     return _ahead(indices, prepare, data_threads if config.augment is not None else 0)
 
@@ -695,9 +860,12 @@ def _end_epoch(state: TrainState, val_examples: Sequence[Example], peaks: PeakCo
     scores = (evaluate(state.model, val_examples, peaks, dev) if main and val_examples
               else {"score": 0.0})
     scores = broadcast_from_main(scores, ctx)
+    running = state.running
+    teacher = ({"teacher_loss": running["teacher_loss"] / running["n_teacher"]}
+               if running.get("n_teacher") else {})
     record = {"epoch": state.epoch + 1,
-              **{k: state.running[k] / max(state.running["n"], 1)
-                 for k in ("loss", "ssm_loss", "novelty_loss")},
+              **{k: running[k] / max(running["n"], 1)
+                 for k in ("loss", "ssm_loss", "novelty_loss")}, **teacher,
               **{f"val_{k}": v for k, v in scores.items()},
               "seconds": time.perf_counter() - started}
     state.history.append(record)
