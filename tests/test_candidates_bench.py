@@ -1,0 +1,131 @@
+"""bench/candidates.py: models scored against references and teachers on a tiny synthetic
+corpus (MSAF layout with an id list, a corrupt file, and a flat folder without references)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from msaf_learned_ssm.examples import write_synthetic_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_candidates",
+                                                  ROOT / "bench" / "candidates.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    """``labelled``: MSAF layout, t0, t1 and a corrupt ``broken.wav`` (with a reference);
+    ``flat``: one track's audio alone in a folder (no references)."""
+    root = tmp_path_factory.mktemp("candidates")
+    labelled = write_synthetic_corpus(root / "labelled", n_tracks=2, section_sec=8.0)
+    (labelled / "audio" / "broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00not audio at all")
+    shutil.copy(labelled / "references" / "t0.jams", labelled / "references" / "broken.jams")
+    (root / "ids.txt").write_text("t0\nt1\nbroken\nnot_there  # listed, no audio\n")
+    flat = root / "flat"
+    flat.mkdir()
+    shutil.copy(labelled / "audio" / "t1.wav", flat / "u1.wav")
+    return labelled, root / "ids.txt", flat
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_scores_references_and_teachers_and_skips_a_corrupt_file(
+        bench, corpora, untrained_model_path, tmp_path, capsys):
+    labelled, ids, flat = corpora
+    out, table = tmp_path / "report.md", tmp_path / "tracks.csv"
+    code = bench.main(["--models", "author-nbatt1", str(untrained_model_path),
+                       "--corpus", str(labelled), "--ids", str(ids), "--corpus", str(flat),
+                       "--teachers", "author-nbatt1", "--out", str(out), "--csv", str(table)])
+    assert code == 0
+    printed = capsys.readouterr()
+    skipped = [line for line in (printed.out + printed.err).splitlines()
+               if line.startswith("skipped:")]
+    assert any("broken.wav" in line for line in skipped)
+    assert any("not_there" in line for line in skipped)
+    report = out.read_text()
+    assert "python bench/candidates.py --models author-nbatt1" in report
+    model_rows = [line for line in report.splitlines() if line.startswith("| `")]
+    for name in ("author-nbatt1", untrained_model_path.name):
+        # one row in the reference table and one in the teacher table
+        assert sum(name in line for line in model_rows) == 2
+    assert "| `author-nbatt1` † |" in report  # a teacher itself: flagged as not independent
+    assert "s per file" in report
+    rows = _rows(table)
+    assert {r["track"] for r in rows if r["against"] == "reference"} == {"t0", "t1"}
+    assert {r["track"] for r in rows if r["against"] == "teachers"} == {"t0", "t1", "u1"}
+    for r in rows:
+        for key in ("HR0.5F", "HR3F"):
+            assert 0.0 <= float(r[key]) <= 1.0
+    for r in rows:
+        if r["against"] == "teachers" and r["model"] == "author-nbatt1":
+            assert float(r["HR3F"]) == pytest.approx(1.0, abs=1e-6)
+            assert float(r["ssm_r"]) == pytest.approx(1.0, abs=1e-6)
+    # HR0.5F / HR3F cells: 2 models x (1 corpus x 2 placements + 2 corpora x 2 placements)
+    cells = [c for line in model_rows for c in re.findall(r"(\d\.\d{3}) / (\d\.\d{3})", line)]
+    assert len(cells) == 2 * (2 + 4)
+    assert all(0.0 <= float(v) <= 1.0 for c in cells for v in c)
+
+
+def test_reused_teacher_outputs_equal_teacher_outputs(bench, corpora):
+    """A teacher that is also a candidate is not run twice: its analysis stands in for it,
+    equal to what teacher_outputs gives."""
+    from msaf_learned_ssm.audio import load_audio
+    from msaf_learned_ssm.features import compute_patches
+    from msaf_learned_ssm.inference import Analyzer
+    from msaf_learned_ssm_training.teachers import load_teachers, teacher_outputs
+
+    labelled, _, _ = corpora
+    teachers = bench.Teachers(load_teachers(["author-nbatt1", "author-nbatt3"]),
+                              ["author-nbatt1", "author-nbatt3"])
+    analyzer = Analyzer("author-nbatt1", "cpu")
+    patches = compute_patches(load_audio(labelled / "audio" / "t0.wav"), analyzer.config)
+    known = {analyzer.identity["sha256"]: analyzer.analyze_patches(patches)}
+    ssm, novelty = bench.mean_teacher_outputs(teachers, patches, known)
+    ref_ssm, ref_novelty = teacher_outputs(teachers.models, patches.data)
+    np.testing.assert_allclose(ssm, ref_ssm, atol=1e-5)
+    np.testing.assert_allclose(novelty, ref_novelty, atol=1e-5)
+
+
+def test_unlabelled_corpus_uses_the_default_teachers(bench, corpora, tmp_path, capsys):
+    _, _, flat = corpora
+    out, ids = tmp_path / "report.md", tmp_path / "ids.txt"
+    ids.write_text("u1\n")
+    assert bench.main(["--models", "pop909-piano", "--corpus", f"{flat}:{ids}",
+                       "--out", str(out)]) == 0
+    report = out.read_text()
+    assert "1 listed, 1 with audio; scored: 1 against the teachers" in report
+    assert "Agreement with the teachers (author-nbatt1 + author-nbatt3)" in report
+    assert "Against the references" not in report
+
+
+def test_bad_inputs_are_one_line_errors(bench, corpora, tmp_path, capsys):
+    labelled, _, _ = corpora
+    out = tmp_path / "report.md"
+    assert bench.main(["--models", "author-nbatt1", "--corpus", str(tmp_path / "nowhere"),
+                       "--out", str(out)]) == 2
+    assert bench.main(["--models", str(tmp_path / "missing.pt"), "--corpus", str(labelled),
+                       "--out", str(out)]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and all(e.startswith("error: ") for e in errors)
+    assert "nowhere" in errors[0] and "missing.pt" in errors[1]
+    assert not out.exists()
