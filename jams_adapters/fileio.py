@@ -5,12 +5,14 @@ audio, plots).  Readers see the old file or the new one, never a partial one, ev
 writer is killed.  A new file gets the usual permissions (0666 minus the umask), a replaced
 file keeps its own (a 0600 result stays 0600).  The temporary file is named
 ``.NAME.PID.XXXX.tmp``; one left behind by a killed writer (its process gone) is removed by
-the next write to the same file.
+the next write to the same file.  A NAME too long for that (file names hold at most 255
+bytes) is shortened in hidden names, keeping a digest of it (:func:`hidden_sibling`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 import tempfile
@@ -18,6 +20,27 @@ from pathlib import Path
 from typing import IO, Iterator, Union
 
 PathLike = Union[str, os.PathLike]
+
+#: Names longer than this (bytes) are shortened in hidden sibling names: the temporary file
+#: ``.NAME.PID.XXXXXXXX.tmp`` adds up to 22 bytes to NAME, and file names hold 255.
+_LONG_NAME = 200
+
+
+def _fit(name: str) -> str:
+    """``name``, or for a name over :data:`_LONG_NAME` bytes its first 180 bytes, ``~`` and
+    10 hex digits of its SHA-256 (two long names stay apart)."""
+    raw = os.fsencode(name)
+    if len(raw) <= _LONG_NAME:
+        return name
+    head = raw[:180].decode("utf-8", "ignore")
+    return f"{head}~{hashlib.sha256(raw).hexdigest()[:10]}"
+
+
+def hidden_sibling(path: PathLike, suffix: str) -> Path:
+    """The hidden file ``.NAME<suffix>`` beside ``path`` (a lock, a temporary file),
+    its name shortened when ``path``'s own name is long (see :func:`_fit`)."""
+    path = Path(path)
+    return path.with_name(f".{_fit(path.name)}{suffix}")
 
 
 def _umask() -> int:
@@ -38,7 +61,7 @@ def _pid_alive(pid: int) -> bool:
 
 def _remove_stale_temporaries(path: Path) -> None:
     """Remove ``.NAME.PID.XXXX.tmp`` files beside ``path`` whose writer process is gone."""
-    prefix = f".{path.name}."
+    prefix = hidden_sibling(path, ".").name
     try:
         entries = list(os.scandir(path.parent))
     except OSError:
@@ -89,8 +112,8 @@ def atomic_open(path: PathLike, mode: str = "wb", overwrite: bool = True) -> Ite
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=hidden_sibling(path, f".{os.getpid()}.").name,
+                               suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle
@@ -125,6 +148,8 @@ def check_writable_dir(folder: PathLike, what: str = "output") -> Path:
     from .errors import OutputError
 
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder}: cannot write the {what} there (a file, not a folder)")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):

@@ -22,7 +22,7 @@ import jams
 import numpy as np
 
 from .errors import AnnotationError
-from .fileio import atomic_open
+from .fileio import atomic_open, hidden_sibling
 
 from .segments import DURATION_TOL, SNAP_TOL, segments_to_jams
 
@@ -32,6 +32,7 @@ __all__ = [
     "is_reference_path",
     "save_jams_atomic",
     "write_estimation_jams",
+    "recorded_source",
 ]
 
 #: MSAF's folder name for reference annotations (msaf.config.dataset.references_dir).
@@ -155,6 +156,26 @@ def _label_strings(labels: Sequence[Any] | None, n: int, path: Path) -> list[str
     return out
 
 
+def recorded_source(jam: jams.JAMS) -> dict:
+    """The audio an estimation file describes, as recorded in its
+    ``file_metadata.identifiers`` (``audio_path``, ``audio_sha256``); {} if none is."""
+    ids = jam.file_metadata.identifiers
+    values = dict(vars(ids)) if ids is not None else {}
+    return {k: values[k] for k in ("audio_path", "audio_sha256") if values.get(k)}
+
+
+def _other_source(path: Path, jam: jams.JAMS, source: dict | None) -> str | None:
+    """Why the estimation file at ``path`` describes other audio than ``source`` (None if it
+    describes this audio, or records none: an older file is adopted)."""
+    old = recorded_source(jam)
+    if not source or not old.get("audio_sha256") \
+            or old["audio_sha256"] == source.get("audio_sha256"):
+        return None
+    return (f"{path} holds the estimations of {old.get('audio_path', '?')} (sha256 "
+            f"{old['audio_sha256'][:12]}), not of {source.get('audio_path', '?')} (sha256 "
+            f"{str(source.get('audio_sha256'))[:12]})")
+
+
 def _same_estimation(ann: jams.Annotation, sandbox: dict) -> bool:
     """Whether ``ann`` is an earlier run of the same algorithm with the same parameters."""
     if ann.namespace not in ("segment_open", "beat"):
@@ -174,6 +195,8 @@ def write_estimation_jams(
     config: dict | None = None,
     labels_id: str | None = None,
     beats: tuple[Any, Any] | None = None,
+    source: dict | None = None,
+    replace: bool = False,
 ) -> Path:
     """Write (or update) an MSAF estimation file, atomically.
 
@@ -206,6 +229,14 @@ def write_estimation_jams(
         The beats the algorithm estimated: times (s) and positions in the bar (1 =
         downbeat), written as a ``beat`` annotation with the same sandbox (replaced with
         the segments on a rerun).
+    source : dict or None
+        The audio the estimation describes: ``audio_path`` and ``audio_sha256`` (of the
+        file's bytes), recorded in ``file_metadata.identifiers``. An existing file that
+        records another audio (another hash) is refused, so that one file never mixes the
+        estimations of two recordings.
+    replace : bool
+        Replace an existing file of another audio (its annotations are dropped) instead of
+        refusing it.
 
     Returns
     -------
@@ -216,7 +247,8 @@ def write_estimation_jams(
     ------
     AnnotationError
         ``path`` is in a ``references`` folder, the existing file is not a loadable JAMS,
-        its duration disagrees with ``duration``, or the boundaries/labels are invalid.
+        describes another audio file (``source``; unless ``replace``), its duration
+        disagrees with ``duration``, or the boundaries/labels are invalid.
     """
     path = Path(path)
     if is_reference_path(path):
@@ -250,34 +282,56 @@ def write_estimation_jams(
     # writing the same estimation file (MSAF batch workers, two CLI runs) must not lose
     # each other's annotations.
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path.with_name(f".{path.name}.lock"))):
-        return _update_estimation(path, intervals, label_strs, duration, sandbox, beats)
+    with FileLock(str(hidden_sibling(path, ".lock"))):
+        return _update_estimation(path, intervals, label_strs, duration, sandbox, beats,
+                                  source, replace)
+
+
+def _load_existing(path: Path, duration: float, source: dict | None,
+                   replace: bool) -> jams.JAMS | None:
+    """The estimation file at ``path`` to update; None when there is none, or when it
+    describes another audio and ``replace`` (AnnotationError if not ``replace``)."""
+    if not path.exists():
+        return None
+    try:
+        jam = jams.load(str(path), validate=False)
+    except Exception as exc:  # noqa: BLE001 - any failure means: do not touch it
+        raise AnnotationError(
+            f"{path}: existing estimation file cannot be loaded ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); not modified"
+        ) from None
+    other = _other_source(path, jam, source)
+    if other is not None:
+        if replace:
+            return None
+        raise AnnotationError(f"{other}: not modified; replace it (--overwrite) or write "
+                              "elsewhere")
+    old_dur = jam.file_metadata.duration
+    if old_dur is not None and abs(old_dur - duration) > DURATION_TOL:
+        raise AnnotationError(
+            f"{path}: existing file's duration {old_dur:.6g} s disagrees with "
+            f"{duration:.6g} s; not modified"
+        )
+    return jam
 
 
 def _update_estimation(path: Path, intervals: np.ndarray, label_strs: list, duration: float,
-                       sandbox: dict, beats: tuple[Any, Any] | None = None) -> Path:
+                       sandbox: dict, beats: tuple[Any, Any] | None = None,
+                       source: dict | None = None, replace: bool = False) -> Path:
     """Add the annotation to the estimation file at ``path`` (the caller holds its lock)."""
-    if path.exists():
-        try:
-            jam = jams.load(str(path), validate=False)
-        except Exception as exc:  # noqa: BLE001 - any failure means: do not touch it
-            raise AnnotationError(
-                f"{path}: existing estimation file cannot be loaded ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}); not modified"
-            ) from None
-        old_dur = jam.file_metadata.duration
-        if old_dur is not None and abs(old_dur - duration) > DURATION_TOL:
-            raise AnnotationError(
-                f"{path}: existing file's duration {old_dur:.6g} s disagrees with "
-                f"{duration:.6g} s; not modified"
-            )
+    jam = _load_existing(path, duration, source, replace)
+    if jam is not None:
         keep = [a for a in jam.annotations if not _same_estimation(a, sandbox)]
         jam.annotations = jams.AnnotationArray(annotations=keep)
-        overwrite = True
     else:
         jam = jams.JAMS()
         jam.file_metadata.duration = duration
-        overwrite = False
+    overwrite = path.exists()
+    if source:
+        ids = jam.file_metadata.identifiers
+        jam.file_metadata.identifiers = jams.Sandbox(
+            **{**(dict(vars(ids)) if ids is not None else {}),
+               **{k: source[k] for k in ("audio_path", "audio_sha256") if source.get(k)}})
 
     segments_to_jams(
         intervals, label_strs, duration, namespace="segment_open", jam=jam,

@@ -13,6 +13,7 @@ cannot run code.
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 from pathlib import Path
@@ -38,9 +39,18 @@ def atomic_torch_save(obj: Any, path: PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``.
 
     A reader never sees a half-written file, even if the process is killed meanwhile.
+    The object is serialised in memory first: a full disk then raises the ``OSError`` of
+    the write (``No space left on device``), not torch's ``RuntimeError: unexpected pos``.
+
+    Raises
+    ------
+    OSError
+        The file could not be written (the old one, if any, is untouched).
     """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_open(path, "wb") as handle:
-        torch.save(obj, handle)
+        handle.write(buffer.getbuffer())
 
 
 def _first_sentence(exc: BaseException) -> str:

@@ -19,6 +19,20 @@ def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
 
 
+def _peak_value(ctx, param, value):
+    """A peak-picking setting: finite, >= 0, and (durations) at most PEAK_MAX_SEC."""
+    from .config import PEAK_MAX_SEC
+
+    if value is None:
+        return None
+    if param.name.endswith("_sec"):
+        if not (np.isfinite(value) and 0 <= value <= PEAK_MAX_SEC):
+            raise click.BadParameter(f"{value:g} s is not a duration in [0, {PEAK_MAX_SEC:g}] s")
+    elif not (np.isfinite(value) and value >= 0):
+        raise click.BadParameter(f"{value:g} is not a finite number >= 0")
+    return value
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings as one ``warning:`` line (the default format shows a library's source line,
     e.g. torch's decorator, which means nothing to a user)."""
@@ -68,8 +82,10 @@ Outputs (checked for every file before any work):
   -o OUT.jams | OUT.csv   one input; -o FOLDER: FOLDER/<stem>.jams (or .csv, --format)
   --plot OUT.png          one input; --plot FOLDER: FOLDER/<stem>.png
   Two inputs that would write the same file are an error. An existing CSV or PNG is
-  refused without --overwrite; an existing JAMS gets this run's annotation (one of the
-  same model, by name and file hash, and same settings is replaced; others are kept).
+  refused without --overwrite; an existing JAMS of the same audio (it records the
+  input's path and content hash) gets this run's annotation (one of the same model, by
+  name and file hash, and same settings is replaced; others are kept); a JAMS of another
+  audio is refused without --overwrite. Output folders must be writable.
 """
 
 
@@ -94,11 +110,11 @@ Outputs (checked for every file before any work):
 @click.option("--labels/--no-labels", default=True, show_default=True,
               help="Label segments by clustering the learned SSM and beat-synchronous "
                    "chroma.")
-@click.option("--peak-mean-half-sec", type=float, default=None,
+@click.option("--peak-mean-half-sec", type=float, default=None, callback=_peak_value,
               help="Local-mean half window (s). Default: the model's own setting.")
-@click.option("--peak-distance-sec", type=float, default=None,
+@click.option("--peak-distance-sec", type=float, default=None, callback=_peak_value,
               help="Minimum distance between boundaries (s). Default: the model's own.")
-@click.option("--peak-threshold", type=float, default=None,
+@click.option("--peak-threshold", type=float, default=None, callback=_peak_value,
               help="Novelty / local-mean ratio threshold. Default: the model's own.")
 @click.option("--sync", type=click.Choice(["frame", "beat", "bar"]), default=None,
               help="Where boundaries fall: novelty peaks (frame), or moved to the nearest "
@@ -110,7 +126,8 @@ Outputs (checked for every file before any work):
 @click.option("--batch-tracks", type=click.IntRange(min=1), default=1, show_default=True,
               help="Files whose convolutions share one forward pass: raise it on a GPU "
                    "(fuller batches); on a CPU 1 is best.")
-@click.option("--overwrite", is_flag=True, help="Replace existing CSV and PNG outputs.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace existing CSV and PNG outputs, and a JAMS of another audio file.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
 @click.option("--scheduler", default=None,
               help="Run one task per file on a Dask cluster: its scheduler address "
@@ -199,7 +216,7 @@ def _segment_one(path: str, result, analyzer, plan, reference: Optional[np.ndarr
         if isinstance(result, Exception):
             raise result
         write_results(plan, result, analyzer.identity, analyzer.peaks, labels, reference,
-                      overwrite)
+                      overwrite, audio=path)
         click.echo(f"{path}\t" + " ".join(f"{b:.3f}" for b in result.boundaries))
         return True
     except (LearnedSSMError, OSError) as exc:

@@ -5,9 +5,13 @@ One task per file; each worker process loads the model once
 of the host's cores (cores / (worker processes on the host x task threads per worker)), so
 that workers do not oversubscribe the CPU.  Outputs are written atomically by the worker
 (:mod:`msaf_learned_ssm.result_files`).  The client keeps a manifest (``.learned_ssm_manifest.jsonl``
-in the output folder, one JSON line per finished file: output, model name and hash,
-settings); a rerun skips outputs the manifest says were made with the same model file and
-settings, so an interrupted run resumes.  A file that fails is reported and the run goes on.
+in the output folder, one JSON line per finished file: output, input path, size and
+modification time, model name and hash, settings); a rerun skips outputs the manifest says
+were made from the same input, unchanged, with the same model file and settings, so an
+interrupted run resumes.  An output made from an earlier version of the same input is
+redone; one made from another input (another file of the same name) is refused without
+``overwrite``, never reported as this input's.  A file that fails is reported and the run
+goes on.
 
 Pointing it at a real cluster is one change: ``Client("tcp://scheduler:8786")`` instead of a
 ``LocalCluster`` (or ``msaf-learned-ssm segment ... --scheduler tcp://scheduler:8786``).
@@ -75,6 +79,40 @@ def _model_settings(model: Optional[str], peaks: Optional[PeakConfig],
             "sync": check_sync(sync) if sync is not None else model_sync(model)}
 
 
+def _input_stat(path: str) -> Optional[dict]:
+    """The manifest's record of an input: absolute path, size and modification time (None
+    if the file cannot be read: its task then fails with the reason)."""
+    import os
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return {"input": os.path.abspath(path), "input_size": st.st_size,
+            "input_mtime_ns": st.st_mtime_ns}
+
+
+def _plan_task(path: str, data: Path, entry: Optional[dict], key: dict,
+               overwrite: bool) -> tuple[str, Any]:
+    """What to do with one input: ``("skip", None)``, ``("run", overwrite for this
+    task)`` or ``("refuse", reason)``, from the manifest's entry of its output."""
+    current = _input_stat(path)
+    same_settings = entry is not None and {k: entry.get(k) for k in key} == key
+    same_input = entry is not None and current is not None \
+        and all(entry.get(k) == v for k, v in current.items())
+    if data.exists() and same_settings and same_input:
+        return "skip", None
+    # The output of an earlier version of this very input is stale: it is redone.
+    own = entry is not None and current is not None and data.exists() \
+        and entry.get("input") == current["input"]
+    if data.suffix == ".csv" and data.exists() and not (overwrite or own):
+        made = (f"made from {entry.get('input')}" if entry is not None
+                and entry.get("input") != (current or {}).get("input") else
+                "made with other settings" if entry is not None else "not made by this run")
+        return "refuse", f"{data} exists ({made}): pass overwrite to replace it"
+    return "run", overwrite or own
+
+
 def _read_manifest(path: Path) -> dict:
     done = {}
     if path.is_file():
@@ -118,7 +156,7 @@ def _segment_task(path: str, data: str, settings: dict, device: str, labels: boo
             peaks = PeakConfig(**settings["peaks"])
             result = analyzer.analyze(path, peaks=peaks, sync=settings["sync"], labels=labels)
             write_results(OutputPlan(Path(data), None), result, analyzer.identity, peaks,
-                          labels, None, overwrite)
+                          labels, None, overwrite, audio=path)
         return path, "done", ""
     except (LearnedSSMError, OSError) as exc:
         return path, "failed", str(exc) if path in str(exc) else f"{path}: {exc}"
@@ -152,8 +190,8 @@ def segment_collection(paths: Sequence[PathLike], out_dir: PathLike, *, client: 
     device : str
         Device on the workers (``"auto"``: CUDA when the worker has it).
     overwrite : bool
-        Replace existing CSV outputs made with other settings (JAMS are updated, never
-        replaced).
+        Replace existing CSV outputs made with other settings or from another input, and
+        JAMS of another audio (a JAMS of the same audio is updated, never replaced).
     progress : bool
         A tqdm bar as files finish.
 
@@ -180,14 +218,14 @@ def segment_collection(paths: Sequence[PathLike], out_dir: PathLike, *, client: 
     key = {k: settings[k] for k in ("sha256", "peaks", "sync")} | {"labels": labels}
     report, todo = CollectionReport(), []
     for path, plan in zip(paths, plans):
-        entry = finished.get(str(plan.data))
-        if plan.data.exists() and entry and {k: entry.get(k) for k in key} == key:
+        action, detail = _plan_task(path, plan.data, finished.get(str(plan.data)), key,
+                                    overwrite)
+        if action == "skip":
             report.skipped.append(path)
+        elif action == "refuse":
+            report.failed[path] = f"{path}: {detail}"
         else:
-            if plan.data.suffix == ".csv" and plan.data.exists() and not overwrite:
-                report.failed[path] = f"{plan.data} exists (other settings): pass overwrite"
-                continue
-            todo.append((path, str(plan.data)))
+            todo.append((path, str(plan.data), detail, _input_stat(path)))
     own_cluster = client is None
     if own_cluster:
         client = Client(LocalCluster(threads_per_worker=1, processes=True))
@@ -198,11 +236,11 @@ def segment_collection(paths: Sequence[PathLike], out_dir: PathLike, *, client: 
             host = address.rsplit(":", 1)[0]
             hosts[host] = hosts.get(host, 0) + 1
         futures = [client.submit(_segment_task, path, data, settings, device, labels,
-                                 overwrite, hosts, key=f"learned_ssm-{i}-{Path(path).name}",
+                                 replace, hosts, key=f"learned_ssm-{i}-{Path(path).name}",
                                  pure=False)
-                   for i, (path, data) in enumerate(todo)]
+                   for i, (path, data, replace, _) in enumerate(todo)]
         out_dir.mkdir(parents=True, exist_ok=True)
-        outputs = dict(todo)
+        outputs = {path: (data, stat) for path, data, _, stat in todo}
         bar = tqdm(total=len(futures), desc="segment", unit="file", disable=not progress)
         # One writer (this client) appends a line per finished file; a line torn by a kill
         # is ignored on reading, and that file is redone.
@@ -212,7 +250,10 @@ def segment_collection(paths: Sequence[PathLike], out_dir: PathLike, *, client: 
                 bar.update()
                 if status == "done":
                     report.done.append(path)
-                    log.write(json.dumps({"output": outputs[path], "input": path,
+                    data, stat = outputs[path]
+                    # The input as it was when the task was planned: a file changed while
+                    # it was analysed is redone on the next run.
+                    log.write(json.dumps({"output": data, **(stat or {"input": path}),
                                           "name": settings["name"], **key}) + "\n")
                     log.flush()
                 else:

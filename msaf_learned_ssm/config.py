@@ -215,6 +215,11 @@ _UPPER_BOUNDS = {
 }
 
 
+#: Longest peak-picking duration accepted (s): a day, far beyond any recording; larger
+#: values would overflow when converted to a number of patches.
+PEAK_MAX_SEC = 86400.0
+
+
 @dataclass(frozen=True)
 class PeakConfig:
     """Peak-picking settings of the novelty curve, all durations in seconds.
@@ -222,9 +227,10 @@ class PeakConfig:
     Attributes
     ----------
     mean_half_sec : float
-        Each novelty value is divided by its local mean over ``+- mean_half_sec``.
+        Each novelty value is divided by its local mean over ``+- mean_half_sec``
+        (at most :data:`PEAK_MAX_SEC`).
     min_distance_sec : float
-        Minimum distance between two peaks.
+        Minimum distance between two peaks (at most :data:`PEAK_MAX_SEC`).
     threshold : float
         Keep peaks whose value / local-mean ratio is at least this.
     """
@@ -239,6 +245,9 @@ class PeakConfig:
             if not isinstance(value, (int, float)) or isinstance(value, bool) \
                     or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"PeakConfig.{name} must be a finite number >= 0, got {value!r}")
+            if name.endswith("_sec") and value > PEAK_MAX_SEC:
+                raise ConfigError(f"PeakConfig.{name} = {value!r} s is above the longest "
+                                  f"supported duration, {PEAK_MAX_SEC:g} s")
 
     def to_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)

@@ -15,11 +15,22 @@ of the cost (``bench/results/speed.md``).
 Bad audio: with this feature, a file MSAF cannot decode, with no samples or with NaN /
 infinite samples raises :class:`~msaf_learned_ssm.errors.AudioLoadError` (with MSAF's own
 features it raises MSAF's, librosa's or audioread's error, before this plugin runs).
+
+Features of another file: MSAF names a track's features file after the audio file's *name*
+(``features/NAME.json`` beside the dataset, or in the working directory for a single
+file) and reuses it when the duration matches, so two recordings of one name and length
+shared beats and features. :func:`install_feature_identity` (run by
+:func:`~msaf_learned_ssm.registration.register`) makes every MSAF feature record the
+audio's content hash in that file's globals (``audio_sha256``) and treat a file recorded
+for other audio as absent: the features are computed again for this audio. A file
+written without the hash (before this plugin, or by plain MSAF) is recomputed when the
+audio file it names is another existing file.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Optional
 
 import numpy as np
@@ -29,6 +40,78 @@ from msaf.base import Features, FeatureTypes
 from .audio import load_audio
 from .errors import AudioLoadError
 from .features import sync_frames
+from .fileio import atomic_write_text, audio_identity
+
+#: Key of an MSAF features file's ``globals``: the SHA-256 of the audio it describes.
+AUDIO_HASH_KEY = "audio_sha256"
+
+
+def other_audio(features_file: Optional[str], audio_file: str) -> Optional[str]:
+    """Why MSAF's features file describes audio other than ``audio_file`` (None when it
+    describes this audio, does not exist, or cannot tell).
+
+    Compares the content hash recorded in the file's globals; without one, the audio file
+    the globals name (another existing file is other audio).
+    """
+    try:
+        with open(features_file, encoding="utf-8") as handle:
+            recorded = json.load(handle)["globals"]
+        current = audio_identity(audio_file)["audio_sha256"]
+    except (OSError, TypeError, ValueError, KeyError):
+        return None
+    if recorded.get(AUDIO_HASH_KEY) is not None:
+        if recorded[AUDIO_HASH_KEY] == current:
+            return None
+        return (f"recorded for audio of sha256 {str(recorded[AUDIO_HASH_KEY])[:12]}, this "
+                f"file's is {current[:12]}")
+    named = recorded.get("audio_file")
+    try:
+        if named and os.path.isfile(named) and not os.path.samefile(named, audio_file):
+            return f"written for {named}"
+    except OSError:
+        return None
+    return None
+
+
+def _stamp_audio_hash(features_file: str, audio_file: str) -> None:
+    """Record the audio's content hash in the features file's globals (atomically)."""
+    try:
+        with open(features_file, encoding="utf-8") as handle:
+            feats = json.load(handle)
+        digest = audio_identity(audio_file)["audio_sha256"]
+    except (OSError, ValueError):
+        return
+    if isinstance(feats.get("globals"), dict) and feats["globals"].get(AUDIO_HASH_KEY) != digest:
+        feats["globals"][AUDIO_HASH_KEY] = digest
+        atomic_write_text(features_file, json.dumps(feats, indent=2))
+
+
+def install_feature_identity() -> None:
+    """Make MSAF's features files keyed on the audio's content (idempotent).
+
+    Wraps ``msaf.base.Features.read_features`` (a file recorded for other audio raises
+    MSAF's ``FeaturesNotFound``, so MSAF computes the features again and rewrites the
+    file) and ``write_features`` (the hash is recorded). All MSAF features inherit both.
+    """
+    if getattr(Features.read_features, "_learned_ssm", False):
+        return
+    from msaf.exceptions import FeaturesNotFound
+
+    read, write = Features.read_features, Features.write_features
+
+    def read_features(self, tol=1e-3):
+        why = other_audio(self.file_struct.features_file, self.file_struct.audio_file)
+        if why is not None:
+            raise FeaturesNotFound(f"{self.file_struct.features_file} describes another "
+                                   f"audio file ({why})")
+        return read(self, tol)
+
+    def write_features(self):
+        write(self)
+        _stamp_audio_hash(self.file_struct.features_file, self.file_struct.audio_file)
+
+    read_features._learned_ssm = write_features._learned_ssm = True
+    Features.read_features, Features.write_features = read_features, write_features
 
 
 class LearnedSSMGrid(Features):
@@ -79,8 +162,11 @@ class LearnedSSMGrid(Features):
 
     def _shared_beats(self) -> Optional[np.ndarray]:
         """The beat times already in this track's MSAF features file (written with another
-        feature), when that file describes this audio; else None."""
+        feature), when that file describes this audio (content hash, duration and hop);
+        else None."""
         path = getattr(self.file_struct, "features_file", None)
+        if other_audio(path, self.file_struct.audio_file) is not None:
+            return None  # beats of another recording
         try:
             with open(path, encoding="utf-8") as handle:
                 feats = json.load(handle)

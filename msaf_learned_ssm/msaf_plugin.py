@@ -31,20 +31,37 @@ worker imports ``msaf_learned_ssm``, which registers the algorithm there. It is 
 plain string for JSON (MSAF writes the config into the estimation JAMS and matches it at
 evaluation). Keep it when you build your own config (start from a copy of this module's
 ``config``).
+
+What an estimation records
+--------------------------
+MSAF writes the config it was given into the estimation JAMS: ``ssm_model: "default"``
+and ``None`` for the model's own peak and sync settings would say nothing of what ran.
+:func:`install_estimation_records` (run by :func:`~msaf_learned_ssm.registration.register`)
+makes MSAF's ``save_estimations`` record, for this algorithm, what the command line
+records (:func:`recorded_settings`: the model's name, its file's SHA-256, the effective
+``ssm_peak_*`` and ``ssm_sync``) and the audio file's path and content hash
+(``file_metadata.identifiers``), and ``read_estimations`` (``msaf.eval``) look the
+estimation up by those same effective settings. An estimation file that records another
+audio (MSAF names it after the audio file's name) is replaced, with a warning, rather than
+mixed with this audio's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Any
+import functools
+import json
+import os
+import warnings
+from typing import Any, Optional
 
 import numpy as np
 
 from msaf.algorithms.interface import SegmenterInterface
 
 from .config import FINE_LEVEL_PEAKS, PeakConfig
-from .errors import AudioLoadError, ConfigError
+from .errors import AudioLoadError, ConfigError, LearnedSSMError
 from .labels import DEFAULT_SIMILARITY as DEFAULT_LABEL_SIMILARITY
 
 
@@ -101,6 +118,124 @@ def check_config(cfg: dict) -> None:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"unknown learned_ssm setting {key!r}{hint}; known settings: "
                           f"{', '.join(sorted(config))}")
+
+
+@functools.lru_cache(maxsize=32)
+def _model_record(path: str, size: int, mtime_ns: int) -> tuple[dict, PeakConfig, str]:
+    """(name and SHA-256, peak settings, sync mode) of a model file, read without building
+    the model (as :class:`~msaf_learned_ssm.inference.Analyzer` reads them)."""
+    from .checkpoint import read_checkpoint
+    from .model_files import file_sha256, model_name
+    from .sync import check_sync
+
+    meta = read_checkpoint(path)
+    peaks = PeakConfig(**meta["peaks"]) if isinstance(meta.get("peaks"), dict) else PeakConfig()
+    return ({"name": model_name(path), "sha256": file_sha256(path)}, peaks,
+            check_sync(meta.get("sync", "frame")))
+
+
+def recorded_settings(cfg: dict) -> dict:
+    """The settings an estimation of MSAF config ``cfg`` records, as the command line's
+    (:func:`~msaf_learned_ssm.result_files.estimation_config`): ``ssm_model`` (the model's
+    name: ``"default"`` becomes the model it stands for), ``ssm_model_sha256``, and the
+    effective ``ssm_peak_*`` and ``ssm_sync`` (the model file's own where ``cfg`` has None).
+
+    Raises
+    ------
+    CheckpointError, ConfigError
+        The model file is missing or unusable, or a setting is invalid.
+    """
+    from .model_files import resolve_model
+    from .result_files import estimation_config
+    from .sync import check_sync
+
+    path = resolve_model(cfg.get("ssm_model", config["ssm_model"]))
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        from .errors import CheckpointError
+
+        raise CheckpointError(f"{path}: cannot read the model file ({exc.strerror})") from None
+    identity, peaks, sync = _model_record(str(path), st.st_size, st.st_mtime_ns)
+    given = cfg.get("ssm_sync")
+    return estimation_config(identity, peak_config(cfg, peaks),
+                             check_sync(given) if given is not None else sync)
+
+
+def _is_ours(boundaries_id: Optional[str], labels_id: Optional[str]) -> bool:
+    return algo_id in (boundaries_id, labels_id)
+
+
+def _recorded_source(est_file: str) -> dict:
+    try:
+        with open(est_file, encoding="utf-8") as handle:
+            ids = json.load(handle).get("file_metadata", {}).get("identifiers") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return ids if isinstance(ids, dict) else {}
+
+
+def _drop_other_audio(est_file: str, source: Optional[dict]) -> None:
+    """Remove (with a warning) an estimation file that records another audio."""
+    old = _recorded_source(est_file)
+    if source and old.get("audio_sha256") and old["audio_sha256"] != source["audio_sha256"]:
+        warnings.warn(f"{est_file} held the estimations of {old.get('audio_path')}; it now "
+                      f"holds those of {source['audio_path']} (MSAF names estimation files "
+                      "after the audio file's name)")
+        os.unlink(est_file)
+
+
+def _stamp_source(est_file: str, source: Optional[dict]) -> None:
+    """Record the audio's path and content hash in the estimation file (atomically)."""
+    from .fileio import atomic_write_text
+
+    if not source:
+        return
+    try:
+        with open(est_file, encoding="utf-8") as handle:
+            jam = json.load(handle)
+    except (OSError, ValueError):
+        return
+    metadata = jam.setdefault("file_metadata", {})
+    metadata["identifiers"] = {**(metadata.get("identifiers") or {}), **source}
+    atomic_write_text(est_file, json.dumps(jam, indent=2))
+
+
+def install_estimation_records() -> None:
+    """Wrap MSAF's ``save_estimations`` and ``read_estimations`` so that this algorithm's
+    estimations record :func:`recorded_settings` and the audio's identity, and are looked
+    up by them (idempotent; other algorithms' calls pass through unchanged)."""
+    import msaf.input_output as msaf_io
+
+    if getattr(msaf_io.save_estimations, "_learned_ssm", False):
+        return
+    save, read = msaf_io.save_estimations, msaf_io.read_estimations
+
+    def save_estimations(file_struct, times, labels, boundaries_id, labels_id, **params):
+        if not _is_ours(boundaries_id, labels_id):
+            return save(file_struct, times, labels, boundaries_id, labels_id, **params)
+        from .fileio import audio_identity
+
+        params = {**params, **recorded_settings(params)}
+        try:
+            source = audio_identity(file_struct.audio_file)
+        except OSError:
+            source = None
+        _drop_other_audio(file_struct.est_file, source)
+        result = save(file_struct, times, labels, boundaries_id, labels_id, **params)
+        _stamp_source(file_struct.est_file, source)
+        return result
+
+    def read_estimations(est_file, boundaries_id, labels_id=None, **params):
+        if _is_ours(boundaries_id, labels_id):
+            try:
+                params = {**params, **recorded_settings(params)}
+            except LearnedSSMError:
+                pass  # the model file is gone: look the estimation up as configured
+        return read(est_file, boundaries_id, labels_id, **params)
+
+    save_estimations._learned_ssm = read_estimations._learned_ssm = True
+    msaf_io.save_estimations, msaf_io.read_estimations = save_estimations, read_estimations
 
 
 def get_analyzer(model: str = "default", device: str = "auto"):

@@ -11,6 +11,8 @@ Rules (also in ``msaf-learned-ssm segment --help``):
 * An existing CSV or PNG is refused unless ``overwrite``; an existing estimation JAMS is
   updated (its other annotations are kept; one of the same model and settings is replaced).
 * Nothing is written into a ``references`` folder.
+* Every output folder must be writable (it is made if needed): a read-only ``-o``, or one
+  naming a plain file, fails before any file is analysed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+from msaf_learned_ssm_jams.fileio import check_writable_dir
 from msaf_learned_ssm_jams.io import REFERENCES_DIR, is_reference_path
 
 from .errors import OutputError
@@ -77,7 +80,8 @@ def plan_outputs(audio: Sequence[str], output: Optional[str], fmt: str, plot: Op
     ------
     OutputError
         A bad suffix, two inputs sharing an output file, an existing CSV/PNG without
-        ``overwrite``, or an output inside a ``references`` folder.
+        ``overwrite``, an output inside a ``references`` folder, or an output folder that
+        cannot be written (read-only, or a plain file).
     """
     plans = [OutputPlan(_target("-o", output, a, len(audio), DATA_SUFFIXES, f".{fmt}"),
                         _target("--plot", plot, a, len(audio), (".png",), ".png"))
@@ -98,4 +102,7 @@ def plan_outputs(audio: Sequence[str], output: Optional[str], fmt: str, plot: Op
                                   "never modified); choose another -o")
             if path.suffix.lower() != ".jams" and path.exists() and not overwrite:
                 raise OutputError(f"{path} exists: pass --overwrite to replace it")
+    for folder in sorted({p.parent for plan in plans for p in (plan.data, plan.plot)
+                          if p is not None}):
+        check_writable_dir(folder, "output")
     return plans

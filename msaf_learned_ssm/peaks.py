@@ -63,8 +63,9 @@ def pick_peaks(novelty: np.ndarray, hop_sec: float, config: PeakConfig = PeakCon
         raise ValueError(f"hop_sec must be > 0, got {hop_sec}")
     if len(novelty) < 3:
         return np.zeros(0, dtype=int)
-    half = int(np.round(config.mean_half_sec / hop_sec))
-    distance = max(1, int(np.round(config.min_distance_sec / hop_sec)))
+    # Windows longer than the curve act as the whole curve (and cannot overflow).
+    half = int(min(np.round(config.mean_half_sec / hop_sec), len(novelty)))
+    distance = max(1, int(min(np.round(config.min_distance_sec / hop_sec), len(novelty))))
     ratio = local_mean_ratio(novelty, half)
     peaks, _ = find_peaks(ratio, distance=distance)
     return peaks[ratio[peaks] >= config.threshold].astype(int)

@@ -10,12 +10,18 @@ AUDIO_EXTS = (".flac", ".ogg")
 def register() -> None:
     """Make ``learned_ssm`` available to MSAF as a boundary and label algorithm, and
     ``learned_ssm`` as a feature, and let MSAF's collection mode find ``.flac`` and
-    ``.ogg`` files. Idempotent; called on ``import msaf_learned_ssm``."""
+    ``.ogg`` files. MSAF's features files are keyed on the audio's content
+    (:func:`~msaf_learned_ssm.msaf_features.install_feature_identity`), and this algorithm's
+    estimations record the model, its settings and the audio
+    (:func:`~msaf_learned_ssm.msaf_plugin.install_estimation_records`). Idempotent; called
+    on ``import msaf_learned_ssm``."""
     import msaf.algorithms
 
-    from . import msaf_features  # noqa: F401  (defining the class registers the feature)
+    from . import msaf_features  # defining the class registers the feature
     from . import msaf_plugin
 
+    msaf_features.install_feature_identity()
+    msaf_plugin.install_estimation_records()
     setattr(msaf.algorithms, msaf_plugin.algo_id, msaf_plugin)
     if msaf_plugin.algo_id not in msaf.algorithms.__all__:
         msaf.algorithms.__all__.append(msaf_plugin.algo_id)

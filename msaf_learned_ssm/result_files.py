@@ -3,7 +3,10 @@
 Everything is rendered in memory first; if a later write fails, the earlier ones of the same
 call are undone, so a file counted as failed leaves none of its outputs behind.  An
 estimation JAMS is keyed by the model's name, its file hash and the peak settings
-(:func:`estimation_config`): two models never pass for one another.
+(:func:`estimation_config`): two models never pass for one another.  It also records the
+audio it describes (path and content hash, :func:`~msaf_learned_ssm.fileio.audio_identity`),
+and a JAMS of another audio is refused (replaced with ``overwrite``): one file never mixes
+the results of two recordings.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Optional
 import numpy as np
 
 from .config import PeakConfig
-from .fileio import atomic_open, segments_csv
+from .fileio import PathLike, atomic_open, audio_identity, segments_csv
 
 __all__ = ["estimation_config", "write_results"]
 
@@ -26,7 +29,8 @@ def estimation_config(identity: dict, peaks: PeakConfig, sync: str = "frame") ->
 
 
 def write_results(plan, result, identity: dict, peaks: PeakConfig, labels: bool = True,
-                  reference: Optional[np.ndarray] = None, overwrite: bool = False) -> None:
+                  reference: Optional[np.ndarray] = None, overwrite: bool = False,
+                  audio: Optional[PathLike] = None) -> None:
     """Write the outputs of one analysed file as ``plan`` says.
 
     Parameters
@@ -43,7 +47,10 @@ def write_results(plan, result, identity: dict, peaks: PeakConfig, labels: bool 
     reference : np.ndarray, optional
         Reference boundary times (s) drawn on the figure.
     overwrite : bool
-        Replace an existing CSV/PNG (a JAMS is always updated, never replaced).
+        Replace an existing CSV/PNG, and a JAMS of another audio (a JAMS of this audio is
+        always updated, never replaced).
+    audio : path, optional
+        The input file, recorded in the JAMS (default ``result.source``).
 
     Raises
     ------
@@ -61,7 +68,8 @@ def write_results(plan, result, identity: dict, peaks: PeakConfig, labels: bool 
         if plan.data is not None:
             written.append(_backup(plan.data))
             _write_data(plan.data, result, seg_labels,
-                        estimation_config(identity, peaks, result.sync), overwrite)
+                        estimation_config(identity, peaks, result.sync), overwrite,
+                        audio if audio is not None else result.source)
         if png is not None:
             written.append(_backup(plan.plot))
             with atomic_open(plan.plot, "wb", overwrite=overwrite) as handle:
@@ -72,7 +80,8 @@ def write_results(plan, result, identity: dict, peaks: PeakConfig, labels: bool 
         raise
 
 
-def _write_data(out_path: Path, result, seg_labels, config: dict, overwrite: bool) -> None:
+def _write_data(out_path: Path, result, seg_labels, config: dict, overwrite: bool,
+                audio: Optional[PathLike]) -> None:
     if out_path.suffix.lower() == ".csv":
         with atomic_open(out_path, "w", overwrite=overwrite) as handle:
             handle.write(segments_csv(result.boundaries, seg_labels))
@@ -80,9 +89,10 @@ def _write_data(out_path: Path, result, seg_labels, config: dict, overwrite: boo
     from msaf_learned_ssm_jams.io import write_estimation_jams
 
     beats = None if result.beats is None else (result.beats.times, result.beats.positions)
+    source = audio_identity(audio) if audio not in (None, "<array>") else None
     write_estimation_jams(out_path, result.boundaries, labels=seg_labels,
                           duration=result.duration, algo_id="learned_ssm", config=config,
-                          beats=beats)
+                          beats=beats, source=source, replace=overwrite)
 
 
 def _backup(path: Path) -> tuple[Path, Optional[bytes]]:

@@ -91,6 +91,19 @@ def test_item5_stale_msaf_features_are_refused(songs, untrained_model_path, tmp_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         msaf.process(str(short), boundaries_id="learned_ssm", framesync=True, config=config)
+        # The features file records the audio's content hash (issue 23, item 2): the
+        # other file of the same name gets features of its own, computed again.
+        times, _ = msaf.process(str(long_), boundaries_id="learned_ssm", framesync=True,
+                                config=config)
+        assert times[-1] == pytest.approx(60.0, abs=0.1)
+        # A features file that cannot be tied to its audio (no hash, its audio gone) and
+        # that describes another length is still refused, never mapped onto this audio.
+        msaf.process(str(short), boundaries_id="learned_ssm", framesync=True, config=config)
+        features = tmp_path / msaf.config.features_tmp_file
+        data = json.loads(features.read_text())
+        del data["globals"]["audio_sha256"]
+        data["globals"]["audio_file"] = str(tmp_path / "gone" / "song.wav")
+        features.write_text(json.dumps(data))
         with pytest.raises(Exception, match="reused the features of another file"):
             msaf.process(str(long_), boundaries_id="learned_ssm", framesync=True,
                          config=config)
@@ -230,14 +243,23 @@ def test_item16_unterminated_csv_quote(tmp_path):
         csv_to_jams(path)
 
 
-def test_item16_failed_file_leaves_no_output(songs, model_path, tmp_path):
-    out = tmp_path / "seg.jams"
-    blocker = tmp_path / "plots"
-    blocker.write_text("a file where the plot folder should be")
-    result = _segment(songs["a/song.wav"], "--model", model_path, "-o", out, "--plot",
-                      blocker / "deeper")
+def test_item16_failed_file_leaves_no_output(songs, model_path, tmp_path, monkeypatch):
+    import msaf_learned_ssm.result_files as result_files
+
+    out, plot = tmp_path / "seg.jams", tmp_path / "seg.png"
+    real_open = result_files.atomic_open
+
+    def failing_plot(path, *args, **kwargs):
+        # The plot's write fails after the JAMS was written (an unusable plot folder is
+        # refused before any work since issue 23, item 14: fail at the write itself).
+        if str(path).endswith(".png"):
+            raise OSError(28, "No space left on device (simulated)")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(result_files, "atomic_open", failing_plot)
+    result = _segment(songs["a/song.wav"], "--model", model_path, "-o", out, "--plot", plot)
     assert result.exit_code == 1 and "error:" in result.output
-    assert not out.exists()  # the JAMS written before the failed plot was undone
+    assert not out.exists() and not plot.exists()  # the JAMS written first was undone
 
 
 def test_named_models_load_by_name_with_their_own_peaks():

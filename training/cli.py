@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 
 import click
 
 from msaf_learned_ssm.config import ModelConfig
-from msaf_learned_ssm.errors import LearnedSSMError
+from msaf_learned_ssm.errors import ConfigError, LearnedSSMError
 
 from .augment import AugmentConfig
-from .trainer import TrainConfig
+from .trainer import MAX_LR, TrainConfig
 
 _T, _M = TrainConfig, ModelConfig
 
@@ -42,6 +43,77 @@ def _fraction(ctx, param, value):
     if not (isinstance(value, float) and math.isfinite(value) and 0.0 < value < 1.0):
         raise click.BadParameter(f"{value} is not a fraction strictly between 0 and 1")
     return value
+
+
+def _model_file(ctx, param, value):
+    """``--out``: a file name (not empty, not a folder such as ``runs/new/``)."""
+    from .trainer import check_model_path
+
+    try:
+        return value if value is None else check_model_path(value)
+    except LearnedSSMError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _learning_rate(ctx, param, value):
+    """A finite learning rate in (0, MAX_LR] (click's FloatRange lets NaN through)."""
+    top = getattr(param.type, "max", None) or MAX_LR
+    if not (math.isfinite(value) and 0 < value <= top):
+        raise click.BadParameter(f"{value} is not a learning rate in (0, {top:g}]")
+    return value
+
+
+#: Options of ``train`` that a resumed run keeps from its state: option -> (config, field).
+#: Only ``--epochs`` may change (it extends a run); the tracks are checked by the trainer.
+_KEPT_ON_RESUME = {
+    "alpha": ("train", "alpha"), "novelty_balanced": ("train", "novelty_balanced"),
+    "patience": ("train", "patience"), "lr": ("train", "lr"),
+    "max_patches": ("train", "max_patches"), "checkpoint_every": ("train", "checkpoint_every"),
+    "seed": ("train", "seed"), "namespace": ("train", "namespace"),
+    "annotator": ("train", "annotator"), "teacher_weight": ("train", "teacher_weight"),
+    "unlabeled_share": ("train", "unlabeled_share"),
+    "attention_layers": ("model", "attention_layers"),
+    "freeze_kernels": ("model", "freeze_kernels"), "patch_grid": ("model", "patch_grid"),
+}
+
+
+def _option_value(option: str, model_config, config):
+    """The value of ``--option`` in a run's configurations."""
+    if option == "augment":
+        return config.augment is not None
+    if option == "augment_variants":
+        return (config.augment or {}).get("variants")
+    where, name = _KEPT_ON_RESUME[option]
+    return getattr(model_config if where == "model" else config, name)
+
+
+def _refuse_changed_options(ctx, out: str, model_config, config) -> None:
+    """With --resume: options given on the command line (making ``model_config`` and
+    ``config``) that differ from the saved run's are a ConfigError naming each (a resumed
+    run is the same run; only --epochs may change)."""
+    from .trainer import TrainState, run_paths
+
+    explicit = [name for name in (*_KEPT_ON_RESUME, "augment", "augment_variants")
+                if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+    if not explicit:
+        return
+    _, saved_model, saved = TrainState.read_configs(run_paths(out)[1])
+    changed = [(name, _option_value(name, model_config, config),
+                _option_value(name, saved_model, saved)) for name in explicit]
+    changed = [(name, new, old) for name, new, old in changed
+               if new != old and not (name == "augment_variants" and None in (new, old))]
+    if changed:
+        def show(name, value):
+            flag = name.replace("_", "-")
+            if isinstance(value, bool):
+                return f"--{flag}" if value else f"(no --{flag})"
+            return f"--{flag} {value}"
+
+        raise ConfigError(
+            f"{', '.join(show(n, v) for n, v, _ in changed)}: the run at {out} was started "
+            f"with {', '.join(show(n, old) for n, _, old in changed)}, and a resumed run keeps "
+            "its settings (only --epochs may change); start a new run (another --out, or "
+            "--overwrite) to change them")
 
 
 def _pick_tracks(corpus_dir, val_dir, val_split, train_ids, val_ids, seed):
@@ -70,7 +142,7 @@ def _pick_tracks(corpus_dir, val_dir, val_split, train_ids, val_ids, seed):
 
 @click.command()
 @click.argument("corpus_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
+@click.option("--out", required=True, type=click.Path(dir_okay=False), callback=_model_file,
               help="Best model file (MODEL.pt); MODEL.state.pt and MODEL.log.jsonl go beside it.")
 @click.option("--val", "val_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="Validation corpus (MSAF layout).")
@@ -91,8 +163,8 @@ def _pick_tracks(corpus_dir, val_dir, val_split, train_ids, val_ids, seed):
 @click.option("--epochs", type=click.IntRange(1), default=_T.epochs, show_default=True,
               help="Epochs in all; with --resume, a larger number extends a finished run.")
 @click.option("--patience", type=click.IntRange(1), default=_T.patience, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=_T.lr,
-              show_default=True)
+@click.option("--lr", type=float, default=_T.lr, show_default=True, callback=_learning_rate,
+              help=f"Adam's learning rate, in (0, {MAX_LR:g}].")
 @click.option("--max-patches", type=click.IntRange(50), default=_T.max_patches,
               show_default=True)
 @click.option("--checkpoint-every", type=click.IntRange(1), default=_T.checkpoint_every,
@@ -138,14 +210,20 @@ def _pick_tracks(corpus_dir, val_dir, val_split, train_ids, val_ids, seed):
 @click.option("--annotator", default=None,
               help="Reference annotation to learn: annotator name or index (default: first).")
 @click.option("--namespace", default=None, help="JAMS namespace of the references.")
-@click.option("--resume", is_flag=True, help="Continue from MODEL.state.pt.")
+@click.option("--resume", is_flag=True,
+              help="Continue from MODEL.state.pt: the same run, with its own settings and "
+                   "tracks (options that differ from the run's are refused; --epochs may "
+                   "extend it).")
+@click.option("--allow-corpus-change", is_flag=True,
+              help="With --resume: continue although the tracks (or their contents) differ "
+                   "from those the run started with (a warning says what changed).")
 @click.option("--overwrite", is_flag=True, help="Replace the files of an earlier run at --out.")
 @click.pass_context
 def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, attention_layers,
           freeze_kernels, novelty_balanced, epochs, patience, lr, max_patches, checkpoint_every,
           augment, augment_variants, init, patch_grid, teachers, unlabeled_dir, unlabeled_ids,
           teacher_weight, unlabeled_share, data_threads, seed, device, cache_dir,
-          annotator, namespace, resume, overwrite) -> None:
+          annotator, namespace, resume, allow_corpus_change, overwrite) -> None:
     """Train a model on CORPUS_DIR (MSAF layout: audio/, references/*.jams).
 
     \b
@@ -156,6 +234,8 @@ def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, a
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
+    if allow_corpus_change and not resume:
+        raise click.UsageError("--allow-corpus-change goes with --resume")
     if (teachers is None) != (unlabeled_dir is None):
         raise click.UsageError("--teacher and --unlabeled go together")
     if unlabeled_ids is not None and unlabeled_dir is None:
@@ -179,22 +259,23 @@ def train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha, a
                             alpha, attention_layers, freeze_kernels, novelty_balanced, epochs,
                             patience, lr, max_patches, checkpoint_every, augment,
                             augment_variants, init, patch_grid, data_threads, seed, device,
-                            cache_dir, annotator, namespace, resume, overwrite,
-                            (teachers, unlabeled_dir, unlabeled_ids, teacher_weight,
-                             unlabeled_share))
+                            cache_dir, annotator, namespace, resume, allow_corpus_change,
+                            overwrite, (teachers, unlabeled_dir, unlabeled_ids, teacher_weight,
+                                        unlabeled_share))
     for track_id, reason in result.skipped.items():
         _say(f"skipped {track_id}: {reason}")
     best = result.best or {}
+    written = f"-> {out}" if Path(out).is_file() else "(no model file written)"
     _say(f"stopped ({result.stopped}) after {result.epochs_run} epochs; best "
          f"epoch {best.get('epoch')}: val HR0.5F {best.get('val_HR0.5F', float('nan')):.3f}"
-         f" HR3F {best.get('val_HR3F', float('nan')):.3f} -> {out}", err=False)
+         f" HR3F {best.get('val_HR3F', float('nan')):.3f} {written}", err=False)
 
 
 def _run_train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alpha,
                attention_layers, freeze_kernels, novelty_balanced, epochs, patience, lr,
                max_patches, checkpoint_every, augment, augment_variants, init, patch_grid,
-               data_threads, seed, device, cache_dir, annotator, namespace, resume, overwrite,
-               teaching):
+               data_threads, seed, device, cache_dir, annotator, namespace, resume,
+               allow_corpus_change, overwrite, teaching):
     """The train command's work; LearnedSSMError becomes one ``error:`` line (exit 2)."""
     from .corpus import default_cache_dir, find_unlabeled, read_id_list
     from .trainer import train as run_training
@@ -217,6 +298,8 @@ def _run_train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alp
                              augment=(AugmentConfig(variants=augment_variants).to_dict()
                                       if augment else None),
                              teacher_weight=teacher_weight, unlabeled_share=unlabeled_share)
+        if resume:
+            _refuse_changed_options(ctx, out, model_config, config)
         given = ctx.get_parameter_source("epochs") == click.core.ParameterSource.COMMANDLINE
         _say(f"training on {len(tracks)} tracks"
              + (f" and {len(unlabeled)} unlabelled ones (teachers {', '.join(names)})"
@@ -226,7 +309,8 @@ def _run_train(ctx, corpus_dir, out, val_dir, val_split, train_ids, val_ids, alp
                             device=device, resume=resume, overwrite=overwrite,
                             epochs=epochs if (resume and given) else None,
                             data_threads=data_threads, init=init,
-                            unlabeled_tracks=unlabeled, teachers=names)
+                            unlabeled_tracks=unlabeled, teachers=names,
+                            allow_corpus_change=allow_corpus_change)
     except LearnedSSMError as exc:
         _fail(str(exc))
 
@@ -238,7 +322,7 @@ def _beat_defaults():
 
 @click.command("train-beats")
 @click.argument("corpus_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
+@click.option("--out", required=True, type=click.Path(dir_okay=False), callback=_model_file,
               help="Best tracker file (BEATS.pt); BEATS.state.pt and BEATS.log.jsonl go beside it.")
 @click.option("--train-ids", type=click.Path(exists=True, dir_okay=False), default=None,
               help="File of track ids to train on (default: every track of CORPUS_DIR).")
@@ -251,7 +335,7 @@ def _beat_defaults():
 @click.option("--patience", type=click.IntRange(1), default=_beat_defaults().patience,
               show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True, max=1),
-              default=_beat_defaults().lr, show_default=True)
+              default=_beat_defaults().lr, show_default=True, callback=_learning_rate)
 @click.option("--augment-variants", type=click.IntRange(0),
               default=_beat_defaults().augment_variants, show_default=True,
               help="Augmented versions of each training track besides the clean one.")

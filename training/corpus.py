@@ -169,6 +169,15 @@ def split_tracks(tracks: Sequence[Track], fraction: float, seed: int = 0
 
 
 def file_digest(path: Path) -> str:
+    """First 32 hex digits of the SHA-256 of a file's bytes (computed once per path, size,
+    modification time and inode in a process: the feature cache and the resume state's
+    track record ask for every track's)."""
+    st = os.stat(path)
+    return _file_digest(os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=65536)
+def _file_digest(path: str, size: int, mtime_ns: int, inode: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -15,6 +15,14 @@ them, ``overwrite`` replaces them); a non-finite loss or gradient stops the run 
 :class:`TrainingDivergedError` before anything non-finite is saved; the output folder is
 checked for writability before any work.
 
+A resumed run is the same run: one process at a time trains a run (a lock beside its
+state, ``.MODEL.state.pt.lock``; a second training of it refuses, naming the first's
+process id); the state records the run's ``out`` name (``x`` and ``x.pt``, whose state
+file names coincide, never share one), and the training, validation and unlabelled
+tracks with the content hashes of their audio and references (a changed corpus is refused
+unless ``allow_corpus_change``); a resumed run whose best model file is missing is
+refused rather than claimed.
+
 Determinism: the order of the tracks, the random crops and the augmentation draws of an
 epoch derive from ``(seed, epoch)``, and the torch RNG state (dropout) is saved in the resume
 state, so a run killed at any point and resumed ends with the same weights as an
@@ -27,6 +35,8 @@ import contextlib
 import itertools
 import json
 import math
+import os
+import socket
 import time
 import warnings
 from collections import deque
@@ -46,6 +56,7 @@ from msaf_learned_ssm.checkpoint import (atomic_torch_save, checkpoint_dict, loa
 from msaf_learned_ssm.config import ModelConfig, PeakConfig
 from msaf_learned_ssm.errors import CheckpointError, ConfigError, LearnedSSMError, OutputError
 from msaf_learned_ssm.fileio import atomic_write_text
+from msaf_learned_ssm_jams.fileio import hidden_sibling
 from msaf_learned_ssm.inference import resolve_device
 from msaf_learned_ssm.model import SSMNet, cosine_ssm
 from msaf_learned_ssm.model_files import file_sha256, model_name, resolve_model
@@ -55,7 +66,7 @@ from msaf_learned_ssm_jams.fileio import check_writable_dir
 from msaf_learned_ssm_jams.segments import DURATION_TOL
 
 from .augment import AugmentConfig, draw_augmentation
-from .corpus import FeatureCache, Track
+from .corpus import FeatureCache, Track, file_digest
 from .distributed import (DistributedContext, barrier, broadcast_from_main, init_distributed,
                           shard, shutdown)
 from .losses import joint_loss, novelty_bce, soft_bce, weighted_bce
@@ -63,10 +74,16 @@ from .targets import (ground_truth_novelty, ground_truth_ssm, patch_labels,
                       reference_boundaries)
 from .teachers import TeacherCache, align_targets, load_teachers, teacher_records
 
-STATE_VERSION = 2
+#: 3: the state records the run's ``out`` name and its tracks (``corpus``); states of
+#: versions 1 and 2 are still read (their tracks cannot be checked, with a warning).
+STATE_VERSION = 3
+
+#: Largest learning rate accepted: above it Adam's first step overflows float32.
+MAX_LR = 1e9
 
 __all__ = ["TrainConfig", "TrainResult", "TrainState", "TrainingDivergedError", "Example",
-           "load_example", "training_step", "evaluate", "run_paths", "deterministic", "train"]
+           "load_example", "training_step", "evaluate", "run_paths", "deterministic", "train",
+           "check_model_path", "corpus_record", "corpus_changes", "run_lock", "MAX_LR"]
 
 
 class TrainingDivergedError(LearnedSSMError):
@@ -136,6 +153,15 @@ class TrainConfig:
     unlabeled_share: float = 0.5
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr)
+                and 0 < self.lr <= MAX_LR):
+            raise ConfigError(f"lr must be a finite number in (0, {MAX_LR:g}], got {self.lr!r}")
+        if not (isinstance(self.alpha, (int, float)) and 0.0 <= self.alpha <= 1.0):
+            raise ConfigError(f"alpha must be in [0, 1], got {self.alpha!r}")
+        for name in ("epochs", "patience", "max_patches", "checkpoint_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
         if not (math.isfinite(self.teacher_weight) and self.teacher_weight >= 0):
             raise ConfigError(f"teacher_weight must be finite and >= 0, got "
                               f"{self.teacher_weight}")
@@ -188,10 +214,77 @@ class TrainResult:
 
 
 def run_paths(out: PathLike) -> tuple[Path, Path, Path]:
-    """(best model, resume state, log) files of a run whose best model is ``out``."""
-    out = Path(out)
+    """(best model, resume state, log) files of a run whose best model is ``out``.
+
+    ``x`` and ``x.pt`` get the same state and log names; the state records which of them
+    it belongs to, and :func:`train` refuses the other.
+    """
+    out = Path(check_model_path(out))
     stem = out.name[:-3] if out.name.endswith(".pt") else out.name
     return out, out.with_name(stem + ".state.pt"), out.with_name(stem + ".log.jsonl")
+
+
+def check_model_path(out: PathLike) -> PathLike:
+    """``out`` if it names a file (OutputError for an empty name, or one naming a folder
+    such as ``runs/new/``: the model would be written as a file named ``runs/new``)."""
+    text = os.fspath(out)
+    if not text.strip():
+        raise OutputError("the model file name (--out) is empty: give one, e.g. runs/model.pt")
+    if text.endswith(("/", os.sep)) or Path(text).name in ("", ".", ".."):
+        raise OutputError(f"{text}: --out names a folder; give the model file, e.g. "
+                          f"{os.path.join(text, 'model.pt')}")
+    return out
+
+
+def _digest(path: Optional[Path]) -> Optional[str]:
+    """Content hash of a file (None for no file, ``"unreadable"`` if it cannot be read:
+    the track is then skipped with its reason, and a file that becomes readable counts as
+    a change)."""
+    if path is None:
+        return None
+    try:
+        return file_digest(Path(path))
+    except OSError:
+        return "unreadable"
+
+
+def corpus_record(train_tracks: Sequence[Track], val_tracks: Sequence[Track],
+                  unlabeled_tracks: Sequence[Track] = ()) -> dict:
+    """The tracks of a run, as its resume state records them.
+
+    Returns
+    -------
+    dict
+        ``"train"``, ``"validation"``, ``"unlabelled"``: lists of ``[track id, audio
+        hash, reference hash]`` in the given order (hashes of the files' bytes,
+        :func:`~msaf_learned_ssm_training.corpus.file_digest`; None for no reference).
+    """
+    def rows(tracks):
+        return [[t.track_id, _digest(t.audio), _digest(t.reference)] for t in tracks]
+
+    return {"train": rows(train_tracks), "validation": rows(val_tracks),
+            "unlabelled": rows(unlabeled_tracks)}
+
+
+def _few(ids: Sequence[str], n: int = 5) -> str:
+    return ", ".join(ids[:n]) + (f", ... ({len(ids) - n} more)" if len(ids) > n else "")
+
+
+def corpus_changes(saved: dict, current: dict) -> list[str]:
+    """What differs between two :func:`corpus_record` (one phrase per part; [] if none)."""
+    out = []
+    for part in ("train", "validation", "unlabelled"):
+        old = {row[0]: list(row[1:]) for row in saved.get(part, [])}
+        new = {row[0]: list(row[1:]) for row in current.get(part, [])}
+        bits = [f"{len(ids)} {word} ({_few(ids)})" for word, ids in (
+            ("removed", [k for k in old if k not in new]),
+            ("added", [k for k in new if k not in old]),
+            ("changed", [k for k in new if k in old and old[k] != new[k]])) if ids]
+        if not bits and list(old) != list(new):
+            bits.append("the same tracks in another order")
+        if bits:
+            out.append(f"{part} tracks: {', '.join(bits)}")
+    return out
 
 
 def _reference(track: Track, config: TrainConfig) -> tuple[np.ndarray, list]:
@@ -360,18 +453,21 @@ class TrainState:
     best: Optional[dict] = None
     stale: int = 0
     running: dict = field(default_factory=lambda: _zero_running())
+    corpus: Optional[dict] = None  # corpus_record of the run's tracks
+    out: Optional[str] = None      # file name of the run's best model
 
     def save(self, path: Path) -> None:
         if not _all_finite(list(self.model.state_dict().values())):
             raise TrainingDivergedError(f"{path}: refusing to save non-finite weights")
-        atomic_torch_save({
+        _save(path, {
             "state_version": STATE_VERSION, "model": checkpoint_dict(self.model),
             "optimizer": self.optimizer.state_dict(), "epoch": self.epoch,
             "position": self.position, "history": self.history, "best": self.best,
             "stale": self.stale, "running": self.running, "train_config": asdict(self.config),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        }, path)
+            "corpus": self.corpus, "out": self.out,
+        })
 
     @staticmethod
     def read_configs(path: Path) -> tuple[dict, ModelConfig, TrainConfig]:
@@ -396,6 +492,7 @@ class TrainState:
             self.epoch, self.position = int(data["epoch"]), int(data["position"])
             self.history, self.best = list(data["history"]), data["best"]
             self.stale, self.running = int(data["stale"]), dict(data["running"])
+            self.corpus, self.out = data.get("corpus"), data.get("out")
             torch.set_rng_state(data["torch_rng"])
             if data.get("cuda_rng") and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(data["cuda_rng"])
@@ -403,6 +500,97 @@ class TrainState:
             # A file that read_checkpoint accepted but is not a (complete) resume state.
             raise CheckpointError(f"{path}: not a usable resume state "
                                   f"({type(exc).__name__}: {exc})") from exc
+
+
+def _save(path: Path, obj) -> None:
+    """Write a model or state file atomically; OutputError naming the file and the cause
+    (a full disk, say) if it cannot be written."""
+    try:
+        atomic_torch_save(obj, path)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the file ({exc.strerror or exc})") from None
+
+
+def _write_log(path: Path, history: list) -> None:
+    try:
+        atomic_write_text(path, "".join(json.dumps(h) + "\n" for h in history))
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the file ({exc.strerror or exc})") from None
+
+
+def _state_owner(paths: Sequence[Path]) -> Optional[str]:
+    """The best-model file name of the run whose state is ``paths[1]`` (None: no state, an
+    unreadable one, or an older one of this very name)."""
+    best, state, _ = paths
+    if not state.is_file():
+        return None
+    try:
+        owner = read_checkpoint(state).get("out")
+    except CheckpointError:
+        return None  # reported when resuming; replaced by --overwrite
+    if owner is None:  # an older state: the run of the other name, if only its model exists
+        other = best.name[:-3] if best.name.endswith(".pt") else best.name + ".pt"
+        if (best.parent / other).is_file() and not best.is_file():
+            return other
+    return owner
+
+
+def _refuse_other_run(paths: Sequence[Path]) -> None:
+    """``x`` and ``x.pt`` share the state and log names: never let one take the other's."""
+    owner = _state_owner(paths)
+    if owner is not None and owner != paths[0].name:
+        raise OutputError(f"{paths[1]} is the state of the run {paths[0].with_name(owner)}, "
+                          f"not of {paths[0]} (their state and log files have the same "
+                          "names): give another --out")
+
+
+def _lock_holder(owner_file: Path) -> str:
+    try:
+        pid, _, host = owner_file.read_text(encoding="utf-8").strip().partition(" ")
+        return f"process {pid}" + (f" on {host}" if host and host != socket.gethostname()
+                                   else "")
+    except OSError:
+        return "process id not yet written"
+
+
+@contextlib.contextmanager
+def run_lock(paths: Sequence[Path], ctx: Optional[DistributedContext] = None
+             ) -> Iterator[None]:
+    """Hold the run's lock while it trains (rank 0 of a distributed run holds it for all).
+
+    The lock is the hidden file ``.MODEL.state.pt.lock`` beside the state (kept: removing
+    it could race with another process taking it); the holder's process id is written
+    beside it (``.MODEL.state.pt.lock.pid``, removed at the end).
+
+    Raises
+    ------
+    OutputError
+        Another process trains this run (one line naming its process id).
+    """
+    from filelock import FileLock, Timeout
+
+    main = ctx is None or ctx.is_main
+    lock = FileLock(str(hidden_sibling(paths[1], ".lock")), timeout=0)
+    owner_file = hidden_sibling(paths[1], ".lock.pid")
+    problem = None
+    if main:
+        try:
+            lock.acquire()
+        except Timeout:
+            problem = (f"{paths[0]}: another training of this run is in progress "
+                       f"({_lock_holder(owner_file)}): wait for it to end, or give another "
+                       "--out")
+        else:
+            atomic_write_text(owner_file, f"{os.getpid()} {socket.gethostname()}\n")
+    problem = broadcast_from_main(problem, ctx)
+    if problem is not None:
+        raise OutputError(problem)
+    try:
+        yield
+    finally:
+        if main:
+            owner_file.unlink(missing_ok=True)
+            lock.release()
 
 
 def _zero_running() -> dict:
@@ -565,7 +753,8 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
           data_threads: Optional[int] = None,
           init: Optional[PathLike] = None,
           unlabeled_tracks: Sequence[Track] = (),
-          teachers: Sequence[PathLike] = ()) -> TrainResult:
+          teachers: Sequence[PathLike] = (),
+          allow_corpus_change: bool = False) -> TrainResult:
     """Train SSM-Net; see the module docstring for the files written.
 
     Parameters
@@ -580,7 +769,9 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
     device : str
         ``auto``, ``cpu``, ``cuda``...
     resume : bool
-        Continue from ``out``'s resume state (CheckpointError if there is none).
+        Continue from ``out``'s resume state (CheckpointError if there is none, if it is
+        the state of another ``out`` name, if the run's best model file is missing, or if
+        the tracks differ from the run's; see ``allow_corpus_change``).
     progress : bool
         Show tqdm bars.
     stop_after_steps : int, optional
@@ -611,6 +802,11 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
     teachers : sequence of model names or files
         The teacher models (needed with ``unlabeled_tracks``, and only then). A resumed run
         needs the same teachers as it started with (by file hash).
+    allow_corpus_change : bool
+        With ``resume``: continue although the training, validation or unlabelled tracks
+        (ids, audio or reference contents) differ from those the run started with (a
+        warning says what changed; the best epoch is then chosen across different
+        validation sets). Without it that is a CheckpointError.
 
     Returns
     -------
@@ -619,10 +815,12 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
     Raises
     ------
     OutputError
-        Earlier run's files exist (neither ``resume`` nor ``overwrite``), or the output
-        folder is not writable.
+        Earlier run's files exist (neither ``resume`` nor ``overwrite``), they are another
+        ``out`` name's, another process trains this run, ``out`` is empty or a folder, or
+        the output folder (or a file written during training) is not writable.
     LearnedSSMError
-        No training track given, or none usable (the reasons of the first ones).
+        No training track given, or none usable, or validation tracks given but none
+        usable (the reasons of the first ones), before the first epoch.
     TrainingDivergedError
         Non-finite loss, gradient or weights; nothing non-finite is saved.
     CheckpointError
@@ -633,7 +831,7 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
     Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the run is data-parallel
     over the ranks; see :mod:`msaf_learned_ssm_training.distributed`.
     """
-    paths = run_paths(out)
+    paths = run_paths(out)  # OutputError for an empty name or a folder
     if not train_tracks:
         raise LearnedSSMError("no training tracks given")
     if data_threads is not None and (not isinstance(data_threads, int) or data_threads < 0):
@@ -657,14 +855,17 @@ def train(train_tracks: Sequence[Track], val_tracks: Sequence[Track], out: PathL
     if data_threads is None:
         data_threads = default_data_threads(dev, ctx.world_size if ctx else 1)
     try:
-        _refuse_existing(paths, resume, overwrite)
-        barrier(ctx)  # every rank has looked before rank 0 writes anything
         check_writable_dir(paths[0].parent, "model")
-        with deterministic():
-            return _run(train_tracks, val_tracks, paths, model_config, config, cache_dir,
-                        dev, resume, progress and (ctx is None or ctx.is_main),
-                        stop_after_steps, on_event, epochs, ctx, data_threads,
-                        init_weights, list(unlabeled_tracks), teacher_models)
+        with run_lock(paths, ctx):
+            _refuse_other_run(paths)
+            _refuse_existing(paths, resume, overwrite)
+            barrier(ctx)  # every rank has looked before rank 0 writes anything
+            with deterministic():
+                return _run(train_tracks, val_tracks, paths, model_config, config, cache_dir,
+                            dev, resume, progress and (ctx is None or ctx.is_main),
+                            stop_after_steps, on_event, epochs, ctx, data_threads,
+                            init_weights, list(unlabeled_tracks), teacher_models,
+                            allow_corpus_change)
     finally:
         shutdown(ctx)
 
@@ -689,6 +890,11 @@ def _start(paths: tuple, model_config: ModelConfig, config: TrainConfig, dev: to
     data = None
     if resume:
         data, model_config, config = TrainState.read_configs(paths[1])
+        best = data.get("best")
+        if best is not None and not paths[0].is_file():
+            raise CheckpointError(f"{paths[0]}: the run's best model (epoch "
+                                  f"{best.get('epoch', '?')}) is missing: put it back to "
+                                  "resume, or start again with --overwrite")
         if epochs is not None:
             config = replace(config, epochs=int(epochs))
     torch.manual_seed(config.seed)
@@ -700,6 +906,35 @@ def _start(paths: tuple, model_config: ModelConfig, config: TrainConfig, dev: to
     if data is not None:
         state.restore(data, paths[1])
     return state
+
+
+def _check_corpus(state: TrainState, corpus: dict, path: Path, allow: bool) -> None:
+    """A resumed run needs the tracks it started with (CheckpointError otherwise, unless
+    ``allow``: then a warning); the state then records ``corpus``."""
+    if state.corpus is None:
+        warnings.warn(f"{path}: this resume state predates track records, so whether the "
+                      "tracks changed cannot be checked; they are recorded from now on")
+    else:
+        changes = corpus_changes(state.corpus, corpus)
+        if changes and not allow:
+            raise CheckpointError(f"{path}: the tracks differ from those the run started "
+                                  f"with ({'; '.join(changes)}): resume with the same corpus "
+                                  "and split, or pass --allow-corpus-change")
+        if changes:
+            warnings.warn(f"{path}: continuing with other tracks than the run started with "
+                          f"({'; '.join(changes)}; --allow-corpus-change): earlier epochs "
+                          "were validated on other tracks")
+    state.corpus = corpus
+
+
+def _same_run(state: TrainState, paths: Sequence[Path], resume: bool, corpus: dict,
+              teachers: Sequence, allow_corpus_change: bool) -> None:
+    """A resumed run continues with its own tracks and teachers (CheckpointError
+    otherwise); the state records its tracks and its ``out`` name."""
+    if resume:
+        _check_corpus(state, corpus, paths[1], allow_corpus_change)
+        _check_teachers(state.config, teachers, paths[1])
+    state.corpus, state.out = corpus, paths[0].name
 
 
 def _check_teachers(config: TrainConfig, teachers: Sequence, path: Path) -> None:
@@ -717,14 +952,14 @@ def _run(train_tracks, val_tracks, paths, model_config, config, cache_dir, dev, 
          progress, stop_after_steps, on_event, epochs,
          ctx: Optional[DistributedContext] = None, data_threads: int = 0,
          init_weights: Optional[dict] = None, unlabeled_tracks: Sequence[Track] = (),
-         teachers: Sequence = ()) -> TrainResult:
+         teachers: Sequence = (), allow_corpus_change: bool = False) -> TrainResult:
     best_path, state_path, log_path = paths
     main = ctx is None or ctx.is_main
     world, rank = (ctx.world_size, ctx.rank) if ctx else (1, 0)
     state = _start(paths, model_config, config, dev, resume, epochs, init_weights)
     config = state.config
-    if resume:
-        _check_teachers(config, teachers, state_path)
+    _same_run(state, paths, resume, corpus_record(train_tracks, val_tracks, unlabeled_tracks),
+              teachers, allow_corpus_change)
     teacher_cache = TeacherCache(cache_dir, teachers) if teachers else None
     stepper = None
     if ctx is not None:
@@ -774,7 +1009,7 @@ def _run(train_tracks, val_tracks, paths, model_config, config, cache_dir, dev, 
         record = _end_epoch(state, val_examples, peaks, dev, started, best_path, ctx)
         if main:
             state.save(state_path)
-            atomic_write_text(log_path, "".join(json.dumps(h) + "\n" for h in state.history))
+            _write_log(log_path, state.history)
         if on_event is not None:
             on_event("epoch", record)
         if progress:
@@ -791,14 +1026,25 @@ def _load_data(train_tracks: Sequence[Track], val_tracks: Sequence[Track],
                cache: FeatureCache, config: TrainConfig, progress: bool,
                ctx: Optional[DistributedContext]) -> tuple[list, list, dict]:
     """Examples of the training tracks (every rank) and of the validation tracks (rank 0
-    alone validates, and broadcasts the scores), and the reasons of the skipped tracks."""
+    alone validates, and broadcasts the scores), and the reasons of the skipped tracks.
+
+    Validation tracks given but none usable is a LearnedSSMError, raised before the
+    training tracks are loaded (no run selects its best epoch on no validation)."""
     main = ctx is None or ctx.is_main
     skipped: dict[str, str] = {}
+    # Validation first: tracks given for it but none usable fail before the long part.
+    val_examples = (_load_examples(val_tracks, cache, config, "validation", skipped, progress)
+                    if main else [])
+    problem = None
+    if main and val_tracks and not val_examples:
+        problem = "no usable validation track: " + "; ".join(
+            f"{t.track_id}: {skipped[t.track_id]}" for t in val_tracks[:5])
+    problem = broadcast_from_main(problem, ctx)
+    if problem is not None:
+        raise LearnedSSMError(problem)
     if not main:
         barrier(ctx)  # rank 0 fills the feature cache first; the others then read it
     train_examples = _load_examples(train_tracks, cache, config, "train", skipped, progress)
-    val_examples = (_load_examples(val_tracks, cache, config, "validation", skipped, progress)
-                    if main else [])
     if main:
         barrier(ctx)
     if not train_examples:
@@ -872,9 +1118,8 @@ def _end_epoch(state: TrainState, val_examples: Sequence[Example], peaks: PeakCo
     if state.best is None or scores["score"] > state.best["val_score"] + 1e-9:
         state.best, state.stale = dict(record), 0
         if main:
-            atomic_torch_save(checkpoint_dict(state.model, epoch=state.epoch + 1,
-                                              metrics=record,
-                                              train_config=asdict(state.config)), best_path)
+            _save(best_path, checkpoint_dict(state.model, epoch=state.epoch + 1,
+                                             metrics=record, train_config=asdict(state.config)))
     else:
         state.stale += 1
     state.epoch, state.position, state.running = state.epoch + 1, 0, _zero_running()
