@@ -174,3 +174,13 @@ def test_render_real_song_in_band_mode_and_resume(tmp_path):
     assert spec[(freqs > 30) & (freqs < 150)].sum() / spec.sum() > 0.03
     # Resuming skips it; the piano mode would render it anew (another record).
     assert bp.render_song("003", POP909, STRUCTURE, tmp_path, mode="band")[1] == "skipped"
+    # So do decorrelated cues: same sound, other arrangement, recorded (then skipped in turn).
+    build = dict(song_ids=["003"], n_jobs=1, mode="band", cues="decorrelated")
+    summary = bp.build_pop909_corpus(POP909, STRUCTURE, tmp_path, **build)
+    assert summary["rendered"] == ["003"], summary["failed"]
+    stored = json.loads((tmp_path / "references" / "003.jams").read_text())
+    decor = stored["sandbox"][bp.SANDBOX_KEY]
+    assert decor["cues"] == "decorrelated" and decor["band"] == record["band"]
+    plan = decor["arrangement"]
+    assert plan["cues"] == "decorrelated" and len(plan["bar_grooves"]) == len(plan["bar_bass"])
+    assert bp.build_pop909_corpus(POP909, STRUCTURE, tmp_path, **build)["skipped"] == ["003"]

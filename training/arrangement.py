@@ -14,20 +14,27 @@ at phrase ends with probability :data:`FILL_P_PHRASE_END` but also at other bar 
 (:data:`FILL_P_FOUR_BARS` every fourth bar, :data:`FILL_P_OTHER_BAR` elsewhere), crashes open
 only some sections, and drums drop out of some intros and outros.
 
+Those cues are what :func:`plan_arrangement` draws by default (``cues="labelled"``).  With
+``cues="decorrelated"`` the same kinds of events come at the same average rates, but at bars
+drawn independently of the annotated structure (:func:`decorrelated_rates`): a model that
+learned "new groove / crash / fill = boundary" from the labelled renders loses that shortcut
+on such renders, which is what they are for (a diagnostic, not training data).
+
 Notes are :class:`Note` tuples in seconds; :func:`notes_to_midi` writes them as a MIDI file.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import mido
 import numpy as np
 
 __all__ = [
-    "Note", "DRUM_CHANNEL", "GROOVES", "BASS_PATTERNS", "plan_arrangement", "drum_notes",
-    "bass_notes", "chord_root", "notes_to_midi", "track_messages",
+    "Note", "DRUM_CHANNEL", "GROOVES", "BASS_PATTERNS", "CUES", "plan_arrangement",
+    "decorrelated_rates", "drum_notes", "bass_notes", "chord_root", "notes_to_midi",
+    "track_messages",
 ]
 
 #: MIDI channel 10 (0-based 9): General MIDI percussion.
@@ -45,6 +52,16 @@ CRASH_P_NEW_SECTION = 0.65
 CRASH_P_REPEATED = 0.25
 #: Probability that the drums sit out an intro (``i``) / outro (``o``) or the pick-up bars.
 DRUMLESS_P_INTRO_OUTRO = 0.45
+#: Probability that the bass rests through an intro or outro (it always rests in pick-up bars).
+BASS_REST_P_INTRO_OUTRO = 0.3
+
+#: How the section cues (groove and bass changes, fills, crashes, drums sitting out) are placed:
+#: ``"labelled"`` on the annotated structure (the probabilities above); ``"decorrelated"`` at
+#: bars drawn independently of it, at rates computed per song by :func:`decorrelated_rates`
+#: so that the amount of each cue is what the labelled mode gives that song on average.
+CUES = ("labelled", "decorrelated")
+
+_EDGE_LABELS = ("", "i", "o", "I", "O")
 
 # General MIDI percussion keys.
 KICK, SIDE_STICK, SNARE, CLAP = 36, 37, 38, 39
@@ -137,8 +154,109 @@ def chord_root(chord: str) -> Optional[int]:
     return pc % 12
 
 
+def _fill_probabilities(phrase_start: np.ndarray, phrase_end: np.ndarray) -> np.ndarray:
+    """Labelled mode's fill probability of each bar, shape (n_bars,) (last bar included)."""
+    p = np.empty(len(phrase_start))
+    in_phrase = 0  # bars since the last phrase start (or since the first bar)
+    for b in range(len(phrase_start)):
+        in_phrase = 0 if (b == 0 or phrase_start[b]) else in_phrase + 1
+        if phrase_end[b]:
+            p[b] = FILL_P_PHRASE_END
+        elif (in_phrase + 1) % 4 == 0:
+            p[b] = FILL_P_FOUR_BARS
+        else:
+            p[b] = FILL_P_OTHER_BAR
+    return p
+
+
+def _crash_probabilities(bar_labels: Sequence[str], phrase_start: np.ndarray) -> np.ndarray:
+    """Labelled mode's crash probability of each bar, shape (n_bars,): 0 off phrase starts."""
+    p = np.zeros(len(bar_labels))
+    for b in np.flatnonzero(phrase_start):
+        new = b == 0 or bar_labels[b - 1] != bar_labels[b]
+        p[b] = CRASH_P_NEW_SECTION if new else CRASH_P_REPEATED
+    return p
+
+
+def decorrelated_rates(bar_labels: Sequence[str], phrase_start: np.ndarray,
+                       phrase_end: np.ndarray) -> Dict[str, float]:
+    """Per-bar probabilities of the decorrelated cues of one song.
+
+    Each rate makes the decorrelated mode place, on average, as many of a cue in this song as
+    the labelled mode does, but with the same probability at every bar: a boundary bar is no
+    more likely than any other to get it, so the cue says nothing about boundaries or labels.
+
+    Parameters
+    ----------
+    bar_labels : sequence of str, length n_bars
+    phrase_start, phrase_end : np.ndarray, shape (n_bars,), bool
+        As for :func:`plan_arrangement`.
+
+    Returns
+    -------
+    rates : dict
+        Probabilities in [0, 1], rounded to 6 digits (JSON-exact):
+
+        * ``change``: that a bar after the first starts a new groove segment (new drum groove
+          and bass pattern): the song's phrase starts per bar.
+        * ``fill``: that a bar other than the last ends in a fill: the labelled mode's
+          expected fill count (:data:`FILL_P_PHRASE_END` ... on the phrase grid) over the
+          ``n_bars - 1`` bars that can take one.
+        * ``crash``: that a bar opens with a crash: the labelled mode's expected crash count
+          (:data:`CRASH_P_NEW_SECTION`, :data:`CRASH_P_REPEATED`) over ``n_bars``.
+        * ``drumless``, ``bass_rest``: that a segment has no drums / no bass: the labelled
+          mode's expected fraction of bars without them (intros, outros, pick-up bars).
+    """
+    n_bars = len(bar_labels)
+    if n_bars == 0:
+        return {"change": 0.0, "fill": 0.0, "crash": 0.0, "drumless": 0.0, "bass_rest": 0.0}
+    fills = _fill_probabilities(phrase_start, phrase_end)[:-1].sum()
+    crashes = _crash_probabilities(bar_labels, phrase_start).sum()
+    edge = np.array([label in _EDGE_LABELS for label in bar_labels])
+    pickup = np.array([label == "" for label in bar_labels])
+    rest = pickup.sum() + BASS_REST_P_INTRO_OUTRO * (edge & ~pickup).sum()
+    rates = {"change": np.count_nonzero(phrase_start) / n_bars,
+             "fill": fills / (n_bars - 1) if n_bars > 1 else 0.0,
+             "crash": crashes / n_bars,
+             "drumless": DRUMLESS_P_INTRO_OUTRO * edge.sum() / n_bars,
+             "bass_rest": rest / n_bars}
+    return {k: round(float(v), 6) for k, v in rates.items()}
+
+
+def _draw_bass(rng: np.random.Generator, rest: bool) -> Dict[str, Any]:
+    pattern_names = sorted(BASS_PATTERNS)
+    return {
+        "pattern": pattern_names[int(rng.integers(len(pattern_names)))],
+        "octave": int(rng.choice([1, 2])),  # C1 = 24 or C2 = 36 as the lowest root
+        "staccato": round(float(rng.uniform(0.55, 0.95)), 2),
+        "rest": bool(rest),
+    }
+
+
+def _plan_decorrelated(n_bars: int, names: Sequence[str], rates: Mapping[str, float],
+                       rng: np.random.Generator) -> Dict[str, Any]:
+    """Per-bar grooves, bass, fills and crashes placed independently of the structure."""
+    starts: List[int] = []
+    bar_grooves: List[Optional[str]] = []
+    bar_bass: List[Dict[str, Any]] = []
+    for b in range(n_bars):
+        if b == 0 or rng.uniform() < rates["change"]:
+            starts.append(b)
+            drumless = rng.uniform() < rates["drumless"]
+            groove = None if drumless else names[int(rng.integers(len(names)))]
+            bass = _draw_bass(rng, rng.uniform() < rates["bass_rest"])
+        bar_grooves.append(groove)
+        bar_bass.append(bass)
+    fills = [b for b in range(n_bars - 1) if rng.uniform() < rates["fill"]]
+    crashes = [b for b in range(n_bars) if rng.uniform() < rates["crash"]]
+    return {"cues": "decorrelated", "rates": dict(rates), "segment_starts": starts,
+            "bar_grooves": bar_grooves, "bar_bass": bar_bass, "fills": fills,
+            "crashes": crashes}
+
+
 def plan_arrangement(bar_labels: Sequence[str], phrase_start: np.ndarray, phrase_end: np.ndarray,
-                     beats_per_bar: int, rng: np.random.Generator) -> Dict[str, Any]:
+                     beats_per_bar: int, rng: np.random.Generator, cues: str = "labelled"
+                     ) -> Dict[str, Any]:
     """Draw the drum and bass choices of one song.
 
     Parameters
@@ -150,64 +268,71 @@ def plan_arrangement(bar_labels: Sequence[str], phrase_start: np.ndarray, phrase
     beats_per_bar : {3, 4}
     rng : np.random.Generator
         Source of every choice.
+    cues : {"labelled", "decorrelated"}
+        ``"labelled"``: grooves and bass patterns per section label, fills favouring phrase
+        ends, crashes on phrase starts, drums sitting out intros and outros.
+        ``"decorrelated"``: the same cues at the same average rates
+        (:func:`decorrelated_rates`) but at bars drawn independently of the structure: groove
+        segments start at random bars, each with a random groove and bass pattern (and,
+        by segment, no drums or no bass), fills and crashes at a uniform per-bar rate.
 
     Returns
     -------
     plan : dict
-        JSON-ready: ``grooves`` (label -> groove name or None for no drums), ``bass`` (label
-        -> {pattern, octave, staccato}), ``fills`` and ``crashes`` (bar indices), ``swing``
-        (0: straight), ``kit_velocity`` (base MIDI velocity of the kit).
+        JSON-ready; in both modes ``fills`` and ``crashes`` (bar indices), ``swing``
+        (0: straight), ``kit_velocity`` (base MIDI velocity of the kit).  Labelled:
+        ``grooves`` (label -> groove name or None for no drums), ``bass`` (label ->
+        {pattern, octave, staccato, rest}).  Decorrelated: ``cues``, ``rates``,
+        ``segment_starts`` (bar indices), ``bar_grooves`` (groove name or None, per bar),
+        ``bar_bass`` ({pattern, octave, staccato, rest} per bar).
     """
     if beats_per_bar not in GROOVES:
         raise ValueError(f"beats_per_bar must be 3 or 4, got {beats_per_bar}")
+    if cues not in CUES:
+        raise ValueError(f"cues must be one of {CUES}, got {cues!r}")
     n_bars = len(bar_labels)
     if len(phrase_start) != n_bars or len(phrase_end) != n_bars:
         raise ValueError("bar_labels, phrase_start and phrase_end must have the same length")
     names = sorted(GROOVES[beats_per_bar])
+    if cues == "decorrelated":
+        rates = decorrelated_rates(bar_labels, phrase_start, phrase_end)
+        plan = _plan_decorrelated(n_bars, names, rates, rng)
+    else:
+        plan = _plan_labelled(bar_labels, phrase_start, phrase_end, names, rng)
+    # Drawn last, after the cues, in both modes (the order that made the existing renders).
+    plan["swing"] = round(float(rng.choice([0.0, 0.0, 0.0, rng.uniform(0.05, 0.2)])), 3)
+    plan["kit_velocity"] = int(rng.integers(80, 110))
+    return plan
+
+
+def _plan_labelled(bar_labels: Sequence[str], phrase_start: np.ndarray, phrase_end: np.ndarray,
+                   names: Sequence[str], rng: np.random.Generator) -> Dict[str, Any]:
+    """Grooves and bass by section label, fills and crashes on the phrase grid."""
+    n_bars = len(bar_labels)
     main = [g for g in names if "light" not in g]
     grooves: Dict[str, Optional[str]] = {}
     bass: Dict[str, Dict[str, Any]] = {}
     for label in sorted(set(bar_labels)):
-        edge = label in ("", "i", "o", "I", "O")
+        edge = label in _EDGE_LABELS
         if edge and rng.uniform() < DRUMLESS_P_INTRO_OUTRO:
             grooves[label] = None
         else:
             pool = names if edge else main
             grooves[label] = pool[int(rng.integers(len(pool)))]
-        pattern_names = sorted(BASS_PATTERNS)
-        bass[label] = {
-            "pattern": pattern_names[int(rng.integers(len(pattern_names)))],
-            "octave": int(rng.choice([1, 2])),  # C1 = 24 or C2 = 36 as the lowest root
-            "staccato": round(float(rng.uniform(0.55, 0.95)), 2),
-            "rest": bool(label == "" or (edge and rng.uniform() < 0.3)),
-        }
+        # The rest is drawn after the pattern (and only for intros and outros): the draws
+        # stay in the order that made the existing renders.
+        bass[label] = _draw_bass(rng, False)
+        rest = label == "" or (edge and rng.uniform() < BASS_REST_P_INTRO_OUTRO)
+        bass[label]["rest"] = bool(rest)
+    fill_p = _fill_probabilities(phrase_start, phrase_end)
+    crash_p = _crash_probabilities(bar_labels, phrase_start)
     fills, crashes = [], []
     for b in range(n_bars):
-        in_phrase = 0
-        k = b
-        while k > 0 and not phrase_start[k]:
-            k -= 1
-            in_phrase += 1
-        if phrase_end[b]:
-            p = FILL_P_PHRASE_END
-        elif (in_phrase + 1) % 4 == 0:
-            p = FILL_P_FOUR_BARS
-        else:
-            p = FILL_P_OTHER_BAR
-        if b + 1 < n_bars and rng.uniform() < p:
+        if b + 1 < n_bars and rng.uniform() < fill_p[b]:
             fills.append(b)
-        if phrase_start[b]:
-            new = b == 0 or bar_labels[b - 1] != bar_labels[b]
-            if rng.uniform() < (CRASH_P_NEW_SECTION if new else CRASH_P_REPEATED):
-                crashes.append(b)
-    return {
-        "grooves": grooves,
-        "bass": bass,
-        "fills": fills,
-        "crashes": crashes,
-        "swing": round(float(rng.choice([0.0, 0.0, 0.0, rng.uniform(0.05, 0.2)])), 3),
-        "kit_velocity": int(rng.integers(80, 110)),
-    }
+        if phrase_start[b] and rng.uniform() < crash_p[b]:
+            crashes.append(b)
+    return {"grooves": grooves, "bass": bass, "fills": fills, "crashes": crashes}
 
 
 def _step_times(beat_times: np.ndarray, first_beat: int, beats_per_bar: int, steps_per_beat: int,
@@ -247,7 +372,8 @@ def drum_notes(plan: Dict[str, Any], beat_times: np.ndarray, bar_start_beats: np
     Parameters
     ----------
     plan : dict
-        From :func:`plan_arrangement`.
+        From :func:`plan_arrangement`: its per-bar ``bar_grooves`` when present (decorrelated
+        cues), else its per-label ``grooves``.
     beat_times : np.ndarray, shape (n_beats,)
         Seconds; must reach one beat past the last bar.
     bar_start_beats : np.ndarray, shape (n_bars,), int
@@ -265,8 +391,9 @@ def drum_notes(plan: Dict[str, Any], beat_times: np.ndarray, bar_start_beats: np
     base = plan["kit_velocity"]
     fills, crashes = set(plan["fills"]), set(plan["crashes"])
     n_steps = 4 * beats_per_bar
-    for b, (first, label) in enumerate(zip(bar_start_beats, bar_labels)):
-        name = plan["grooves"].get(label)
+    names = _per_bar(plan, "bar_grooves", "grooves", bar_labels)
+    for b, first in enumerate(bar_start_beats):
+        name = names[b]
         if name is None:
             continue
         steps = _step_times(beat_times, int(first), beats_per_bar, 4, plan["swing"])
@@ -283,6 +410,18 @@ def drum_notes(plan: Dict[str, Any], beat_times: np.ndarray, bar_start_beats: np
             t = float(steps[s] + rng.normal(0, 0.004))
             notes.append(Note(max(t, 0.0), 0.1, int(key), vel))
     return notes
+
+
+def _per_bar(plan: Mapping[str, Any], per_bar: str, per_label: str,
+             bar_labels: Sequence[str], default: bool = True) -> List[Any]:
+    """A plan's choice for each bar: ``plan[per_bar]`` if planned by bar, else by label
+    (a label missing from ``plan[per_label]`` gives None if ``default``, else a KeyError)."""
+    if per_bar not in plan:
+        table = plan[per_label]
+        return [table.get(label) if default else table[label] for label in bar_labels]
+    if len(plan[per_bar]) != len(bar_labels):
+        raise ValueError(f"plan has {len(plan[per_bar])} {per_bar} for {len(bar_labels)} bars")
+    return list(plan[per_bar])
 
 
 def _chord_at(chords: Sequence[Tuple[float, float, str]], starts: np.ndarray, t: float
@@ -304,7 +443,8 @@ def bass_notes(plan: Dict[str, Any], beat_times: np.ndarray, bar_start_beats: np
     Parameters
     ----------
     plan : dict
-        From :func:`plan_arrangement`.
+        From :func:`plan_arrangement`: its per-bar ``bar_bass`` when present (decorrelated
+        cues), else its per-label ``bass``.
     beat_times, bar_start_beats, bar_labels, beats_per_bar
         As for :func:`drum_notes`.
     chords : sequence of (start_s, end_s, chord label)
@@ -321,8 +461,8 @@ def bass_notes(plan: Dict[str, Any], beat_times: np.ndarray, bar_start_beats: np
     change_times = starts
     n_steps = 4 * beats_per_bar
     notes: List[Note] = []
-    for first, label in zip(bar_start_beats, bar_labels):
-        choice = plan["bass"][label]
+    choices = _per_bar(plan, "bar_bass", "bass", bar_labels, default=False)
+    for first, choice in zip(bar_start_beats, choices):
         if choice["rest"]:
             continue
         steps = _step_times(beat_times, int(first), beats_per_bar, 4, 0.0)

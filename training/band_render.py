@@ -163,7 +163,7 @@ def _melody_expression(n_bars: int, bar_times: np.ndarray, rng: np.random.Genera
 
 def band_stem_midis(source: mido.MidiFile, grid: Mapping[str, Any],
                     chords: Sequence[tuple], choices: Mapping[str, Any], song_id: str, seed: int,
-                    ) -> tuple:
+                    cues: str = "labelled") -> tuple:
     """Build the MIDI file of every stem of one song.
 
     Parameters
@@ -178,6 +178,9 @@ def band_stem_midis(source: mido.MidiFile, grid: Mapping[str, Any],
         :func:`choose_band_rendering`.
     song_id, seed
         For the arrangement's generators.
+    cues : {"labelled", "decorrelated"}
+        How the arrangement places its section cues
+        (:func:`msaf_learned_ssm_training.arrangement.plan_arrangement`).
 
     Returns
     -------
@@ -189,7 +192,7 @@ def band_stem_midis(source: mido.MidiFile, grid: Mapping[str, Any],
     beats, firsts = np.asarray(grid["beat_times"]), np.asarray(grid["bar_start_beats"])
     labels, bpb = grid["bar_labels"], int(grid["beats_per_bar"])
     plan = plan_arrangement(labels, grid["phrase_start"], grid["phrase_end"], bpb,
-                            band_rng(song_id, seed, 1))
+                            band_rng(song_id, seed, 1), cues=cues)
     human = band_rng(song_id, seed, 2)
     programs = choices["programs"]
     stems: Dict[str, mido.MidiFile] = {}

@@ -21,6 +21,12 @@ Command line::
     msaf-learned-ssm build-pop909 ../shared/data/pop909 ../shared/data/pop909_structure \\
         corpora/pop909_band --mode band --jobs 2
 
+``--cues decorrelated`` (band mode only) places the arrangement's section cues (groove
+changes, fills, crashes) at bars drawn independently of the annotated structure
+(:func:`msaf_learned_ssm_training.arrangement.plan_arrangement`): a diagnostic corpus for
+whether a model relies on those cues.  The choice is part of the rendering record, so a
+resumed build re-renders a song made with the other kind of cues.
+
 Requires the ``fluidsynth`` binary and the FluidR3 GM soundfont (Debian/Ubuntu:
 ``apt-get install fluidsynth fluid-soundfont-gm``; ``timgm6mb-soundfont`` adds a second
 soundfont).
@@ -43,6 +49,8 @@ import numpy as np
 import soundfile as sf
 
 from msaf_learned_ssm_jams.fileio import PathLike, atomic_open
+
+from .arrangement import CUES  # placements of the band arrangement's section cues
 
 
 #: Bump when the rendering itself changes (pools, levels, processing), so that a resumed build
@@ -551,19 +559,32 @@ def write_jams_atomic(path: PathLike, jam: Any) -> None:
 MODES = ("piano", "band")
 
 
+def check_mode(mode: str, cues: str = "labelled") -> None:
+    """Raise ValueError (one line) for an unknown mode or cues, or cues other than
+    ``"labelled"`` outside the band mode (a piano render has no cues to place)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if cues not in CUES:
+        raise ValueError(f"cues must be one of {CUES}, got {cues!r}")
+    if cues != "labelled" and mode != "band":
+        raise ValueError(f"cues={cues!r} needs the band mode (got mode={mode!r})")
+
+
 def choose_song_rendering(song_id: str, seed: int, soundfonts: Sequence[PathLike],
-                          mode: str = "piano") -> Dict[str, Any]:
-    """The rendering record of one song in ``mode`` (see :func:`render_song`), before synthesis."""
+                          mode: str = "piano", cues: str = "labelled") -> Dict[str, Any]:
+    """The rendering record of one song in ``mode`` (see :func:`render_song`), before synthesis.
+
+    A band record holds ``cues``; a piano record has none (and refuses any but labelled).
+    """
+    check_mode(mode, cues)
     if mode == "piano":
         return choose_rendering(song_id, seed, soundfonts)
-    if mode != "band":
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     from .band_render import BAND_BUILDER_VERSION, choose_band_rendering
 
     band = choose_band_rendering(song_id, seed, [str(s) for s in soundfonts])
     return {"song_id": song_id, "seed": int(seed), "mode": "band",
             "builder_version": BAND_BUILDER_VERSION, "gain_db": band["gain_db"],
-            "fluidsynth_gain": FLUIDSYNTH_GAIN, "band": band}
+            "fluidsynth_gain": FLUIDSYNTH_GAIN, "band": band, "cues": cues}
 
 
 def _render_to_array(midi: mido.MidiFile, soundfont: str, sample_rate: int, gain: float,
@@ -605,7 +626,7 @@ def render_band_audio(song_id: str, source: mido.MidiFile, pop909_dir: PathLike,
         The mono mix at ``sample_rate``.
     sr : int
     extras : dict
-        ``arrangement`` (the drawn plan) for the rendering record.
+        ``arrangement`` (the drawn plan, with ``choices["cues"]``) for the rendering record.
     """
     from msaf_learned_ssm_jams.pop909 import pop909_bar_grid, read_pop909_chords
 
@@ -614,7 +635,8 @@ def render_band_audio(song_id: str, source: mido.MidiFile, pop909_dir: PathLike,
     band = choices["band"]
     grid = pop909_bar_grid(song_id, pop909_dir, structure_dir)
     chords = read_pop909_chords(Path(pop909_dir) / song_id / "chord_midi.txt")
-    midis, plan = band_stem_midis(source, grid, chords, band, song_id, int(choices["seed"]))
+    midis, plan = band_stem_midis(source, grid, chords, band, song_id, int(choices["seed"]),
+                                  cues=_cues(choices))
     stems = {}
     for part, midi in midis.items():
         sf_path = _soundfont_path(soundfonts, band["soundfonts"][part])
@@ -631,12 +653,21 @@ def render_band_audio(song_id: str, source: mido.MidiFile, pop909_dir: PathLike,
 # --------------------------------------------------------------------------------------------
 
 
+def _cues(record: Mapping[str, Any]) -> Optional[str]:
+    """A record's cues: band records made before cues were recorded are ``"labelled"``."""
+    if record.get("mode") != "band":
+        return record.get("cues")
+    return record.get("cues", "labelled")
+
+
 def _comparable(record: Mapping[str, Any]) -> Dict[str, Any]:
     # Keys that define the audio; the FluidSynth version and the peak scale are recorded but
     # not compared (an upgraded FluidSynth should not force a full re-render).
     keys = ("song_id", "seed", "builder_version", "programs", "gain_db", "reverb",
             "fluidsynth_gain", "soundfont", "sample_rate", "mode", "band")
-    return json.loads(json.dumps({k: record.get(k) for k in keys}))
+    out = {k: record.get(k) for k in keys}
+    out["cues"] = _cues(record)
+    return json.loads(json.dumps(out))
 
 
 def is_rendered(audio_path: PathLike, jams_path: PathLike, choices: Mapping[str, Any]) -> bool:
@@ -686,7 +717,7 @@ def render_song(
     binary: Optional[str] = None,
     version: Optional[str] = None,
     refresh_reference: bool = False,
-    mode: str = "piano",
+    mode: str = "piano", cues: str = "labelled",
 ) -> Tuple[str, str, str]:
     """Render one POP909 song and write its FLAC and JAMS, unless already done.
 
@@ -713,6 +744,10 @@ def render_song(
     mode : {"piano", "band"}
         ``"piano"``: POP909's three tracks as one FluidSynth render (builder version 1);
         ``"band"``: with bass and drums, stems mixed (:mod:`msaf_learned_ssm_training.band_render`).
+    cues : {"labelled", "decorrelated"}
+        Band mode: the arrangement's section cues on the structure or independent of it
+        (:func:`msaf_learned_ssm_training.arrangement.plan_arrangement`); recorded, so a
+        song rendered with the other kind is rendered again, not skipped.
 
     Returns
     -------
@@ -727,7 +762,7 @@ def render_song(
         out = Path(out_dir)
         audio_path = out / "audio" / f"{song_id}.flac"
         jams_path = out / "references" / f"{song_id}.jams"
-        choices = choose_song_rendering(song_id, seed, soundfonts, mode)
+        choices = choose_song_rendering(song_id, seed, soundfonts, mode, cues)
         choices["sample_rate"] = int(sample_rate)
         from msaf_learned_ssm_jams.pop909 import pop909_song_to_jams
 
@@ -798,6 +833,7 @@ def build_pop909_corpus(
     *,
     refresh_references: bool = False,
     mode: str = "piano",
+    cues: str = "labelled",
 ) -> Dict[str, Any]:
     """Render POP909 songs into ``out_dir/audio/*.flac`` and ``out_dir/references/*.jams``.
 
@@ -824,6 +860,8 @@ def build_pop909_corpus(
         Rebuild the JAMS of songs already rendered (audio kept); see :func:`render_song`.
     mode : {"piano", "band"}
         What to render (see :func:`render_song`).
+    cues : {"labelled", "decorrelated"}
+        Band mode only: where the arrangement's section cues go (see :func:`render_song`).
 
     Returns
     -------
@@ -833,6 +871,8 @@ def build_pop909_corpus(
 
     Raises
     ------
+    ValueError
+        For an unknown ``mode`` or ``cues``, or decorrelated cues outside the band mode.
     RuntimeError
         If FluidSynth or the FluidR3 GM soundfont is missing (with install instructions).
     ImportError
@@ -840,6 +880,7 @@ def build_pop909_corpus(
     """
     from tqdm import tqdm
 
+    check_mode(mode, cues)
     binary = find_fluidsynth()
     soundfonts = find_soundfonts()
     version = fluidsynth_version(binary)
@@ -857,9 +898,7 @@ def build_pop909_corpus(
 
     kwargs = dict(pop909_dir=str(pop909_dir), structure_dir=str(structure_dir), out_dir=str(out),
                   seed=seed, sample_rate=sample_rate, soundfonts=soundfonts, binary=binary,
-                  version=version, refresh_reference=refresh_references, mode=mode)
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+                  version=version, refresh_reference=refresh_references, mode=mode, cues=cues)
     results: List[Tuple[str, str, str]] = []
     # Redirected to a log file (nohup), a bar redrawn ten times a second only bloats the log.
     bar = tqdm(total=len(song_ids), desc="POP909", unit="song",

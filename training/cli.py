@@ -380,13 +380,17 @@ def train_beats(corpus_dir, out, train_ids, val_ids, val_split, epochs, patience
 @click.option("--mode", type=click.Choice(["band", "piano"]), default="band", show_default=True,
               help="band: melody, bridge and piano with bass and drums, stems mixed; piano: "
                    "POP909's three tracks only (the first corpus of the project).")
+@click.option("--cues", type=click.Choice(["labelled", "decorrelated"]), default=None,
+              help="Band mode: section cues (groove changes, fills, crashes) on the annotated "
+                   "structure (labelled, the default) or at bars drawn independently of it "
+                   "(decorrelated: a diagnostic corpus).")
 @click.option("--ids", "ids_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Render only these song ids (one per line).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--refresh-references", is_flag=True,
               help="Rewrite the JAMS of songs already rendered (audio kept).")
-def build_pop909(pop909_dir, structure_dir, out_dir, mode, ids_file, seed, jobs,
+def build_pop909(pop909_dir, structure_dir, out_dir, mode, cues, ids_file, seed, jobs,
                  refresh_references) -> None:
     """Render POP909 songs with FluidSynth into an MSAF corpus with JAMS references.
 
@@ -397,10 +401,13 @@ def build_pop909(pop909_dir, structure_dir, out_dir, mode, ids_file, seed, jobs,
     from .build_pop909 import build_pop909_corpus
     from .corpus import read_id_list
 
+    if cues is not None and mode != "band":
+        _fail(f"--cues needs --mode band (got --mode {mode})")
     ids = read_id_list(ids_file) if ids_file else None
     try:
         summary = build_pop909_corpus(pop909_dir, structure_dir, out_dir, song_ids=ids,
                                       seed=seed, n_jobs=jobs, mode=mode,
+                                      cues=cues or "labelled",
                                       refresh_references=refresh_references)
     except (RuntimeError, LearnedSSMError) as exc:
         _fail(str(exc))
