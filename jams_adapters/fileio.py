@@ -134,6 +134,58 @@ def atomic_open(path: PathLike, mode: str = "wb", overwrite: bool = True) -> Ite
         raise
 
 
+@contextlib.contextmanager
+def file_lock(path: PathLike, blocking: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (the hidden file ``.NAME.lock`` beside it); the
+    lock file is removed on release, so none is left beside the outputs.
+
+    Removing a lock file is safe here: the holder unlinks it while still holding the lock,
+    and a process that took the lock on a file since unlinked (or replaced) sees that its
+    descriptor no longer names ``.NAME.lock`` and takes the lock again on the new file.
+
+    Raises
+    ------
+    BlockingIOError
+        ``blocking`` is False and another process holds the lock.
+    """
+    lock_path = hidden_sibling(path, ".lock")
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: filelock's own lock
+        from filelock import FileLock, Timeout
+        lock = FileLock(str(lock_path), timeout=-1 if blocking else 0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise BlockingIOError(f"{lock_path}: locked by another process") from None
+        try:
+            yield
+        finally:
+            lock.release()
+        return
+    flags = fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB)
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, flags)
+            current = os.stat(lock_path)
+        except FileNotFoundError:  # unlinked by its last holder: lock the new one
+            os.close(fd)
+            continue
+        except BaseException:
+            os.close(fd)
+            raise
+        if os.path.samestat(current, os.fstat(fd)):
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path)
+        os.close(fd)  # releases the lock
+
+
 def check_writable_dir(folder: PathLike, what: str = "output") -> Path:
     """Make ``folder`` if needed and check that files can be created in it.
 

@@ -22,9 +22,9 @@ import jams
 import numpy as np
 
 from .errors import AnnotationError
-from .fileio import atomic_open, hidden_sibling
+from .fileio import atomic_open, file_lock
 
-from .segments import DURATION_TOL, SNAP_TOL, segments_to_jams
+from .segments import DURATION_TOL, SNAP_TOL, jams_validate, segments_to_jams
 
 __all__ = [
     "REFERENCES_DIR",
@@ -88,7 +88,7 @@ def save_jams_atomic(jam: jams.JAMS, path: str | os.PathLike, overwrite: bool = 
     if not path.parent.is_dir():
         raise AnnotationError(f"{path}: folder {path.parent} does not exist")
     try:
-        jam.validate(strict=True)
+        jams_validate(jam)
     except jams.JamsError as exc:
         raise AnnotationError(f"{path}: not writing an invalid JAMS ({str(exc).splitlines()[0]})") from None
 
@@ -275,14 +275,11 @@ def write_estimation_jams(
     sandbox.update(config)
     sandbox["timestamp"] = datetime.datetime.today().strftime("%Y/%m/%d %H:%M:%S")
 
-    from filelock import FileLock
-
-    # Read-modify-write under a lock (a hidden file .NAME.lock, kept beside the estimation
-    # file: removing it could race with another writer): two processes
-    # writing the same estimation file (MSAF batch workers, two CLI runs) must not lose
-    # each other's annotations.
+    # Read-modify-write under a lock (the hidden file .NAME.lock, removed when done): two
+    # processes writing the same estimation file (MSAF batch workers, two CLI runs) must
+    # not lose each other's annotations.
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(hidden_sibling(path, ".lock"))):
+    with file_lock(path):
         return _update_estimation(path, intervals, label_strs, duration, sandbox, beats,
                                   source, replace)
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence, Union
 
@@ -67,6 +69,16 @@ PathOrJams = Union[str, Path, jams.JAMS]
 
 def _fmt_seg(i: int, start: float, end: float) -> str:
     return f"segment {i} [{start:.6g}, {end:.6g}]"
+
+
+def jams_validate(obj: "jams.JAMS | jams.Annotation") -> None:
+    """``obj.validate(strict=True)``, without the DeprecationWarning that the jams package's
+    call into jsonschema ("Passing a schema to Validator.iter_errors is deprecated") gives
+    on every validation: filtered for this call only, other warnings pass."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Passing a schema to Validator.iter_errors",
+                                category=DeprecationWarning)
+        obj.validate(strict=True)
 
 
 def validate_segments(
@@ -225,7 +237,7 @@ def _load_jams_file(path: Path, source: str) -> tuple[jams.JAMS, dict]:
     try:
         # Same as jams.load(path) but without reading the file twice.
         jam = jams.JAMS(**obj)
-        jam.validate(strict=True)
+        jams_validate(jam)
     except (jams.JamsError, TypeError, ValueError, KeyError, AttributeError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise AnnotationError(f"{source}: JSON but not valid JAMS ({msg})") from None
@@ -385,6 +397,29 @@ def _flat_observations(ann: jams.Annotation, entry: dict, src: str, namespace: s
     return intervals, [o.value for o in ann.data], f"{src} ({namespace} #{entry['index']})"
 
 
+def check_reference_fits(reference: Any, intervals: Any, duration: float,
+                         audio: Any) -> None:
+    """AnnotationError unless the segments ``intervals`` of ``reference`` (a JAMS path) fit
+    an audio of ``duration`` s: they must not run past it (``DURATION_TOL``), and the
+    duration the JAMS states, if any, must match within ``max(DURATION_TOL, 1 %)``."""
+    intervals = np.asarray(intervals, dtype=float).reshape(-1, 2)
+    end = float(intervals[-1, 1]) if len(intervals) else 0.0
+    name = os.path.basename(os.fspath(audio))
+    if end > duration + DURATION_TOL:
+        raise AnnotationError(f"{reference}: the reference runs to {end:.1f} s but {name} "
+                              f"lasts {duration:.1f} s (tolerance {DURATION_TOL} s): not the "
+                              "reference of this audio?")
+    try:
+        with open(reference, encoding="utf-8") as handle:
+            stated = json.load(handle).get("file_metadata", {}).get("duration")
+    except (OSError, ValueError, AttributeError):
+        stated = None
+    if isinstance(stated, (int, float)) and abs(float(stated) - duration) > max(
+            DURATION_TOL, 0.01 * duration):
+        raise AnnotationError(f"{reference}: the reference says the audio lasts "
+                              f"{float(stated):.1f} s but {name} lasts {duration:.1f} s")
+
+
 def read_segments(
     jams_path_or_obj: PathOrJams,
     namespace: str | None = None,
@@ -518,7 +553,7 @@ def segments_to_jams(
         value: Any = {"label": label, "level": int(level)} if namespace == "multi_segment" else label
         ann.append(time=float(start), duration=float(end - start), value=value, confidence=None)
     try:
-        ann.validate(strict=True)
+        jams_validate(ann)
     except jams.JamsError as exc:
         raise AnnotationError(
             f"{source}: labels not allowed in {namespace} ({str(exc).splitlines()[0]})"

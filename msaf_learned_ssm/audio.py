@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+import stat
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
 from msaf_learned_ssm_jams.fileio import PathLike
-from .errors import AudioLoadError
+from .errors import AudioLoadError, ConfigError
 from .parallel import resolve_threads
+
+#: Highest sample rate accepted for a signal given as an array (Hz).
+MAX_SAMPLE_RATE = 768000
 
 
 
@@ -44,6 +51,24 @@ PARALLEL_FORMATS = frozenset({"FLAC"})
 PARALLEL_MIN_FRAMES = 1 << 20
 
 
+class TruncatedAudioWarning(UserWarning):
+    """The file holds fewer samples than its header says (a cut-off download or copy)."""
+
+
+def _warn_if_truncated(path: Path, info: str, n_frames: int, sr: int) -> None:
+    """Warn when libsndfile reports a data chunk larger than the file holds (it then reads
+    what there is, silently)."""
+    match = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", info, re.MULTILINE)
+    if match is None:
+        return
+    stated, actual = int(match.group(1)), int(match.group(2))
+    if stated > actual > 0:
+        held = n_frames / sr
+        warnings.warn(f"{path}: truncated file: its header announces {held * stated / actual:.1f} "
+                      f"s of audio, it holds {held:.1f} s; analysing the {held:.1f} s",
+                      TruncatedAudioWarning, stacklevel=2)
+
+
 def _read_soundfile(path: Path, n_threads: Optional[int]) -> tuple[np.ndarray, int]:
     """``soundfile.read(path, dtype="float32", always_2d=True)``, in parallel parts for FLAC.
 
@@ -54,6 +79,7 @@ def _read_soundfile(path: Path, n_threads: Optional[int]) -> tuple[np.ndarray, i
 
     with sf.SoundFile(str(path)) as f:
         n_frames, channels, sr, fmt = f.frames, f.channels, f.samplerate, f.format
+        _warn_if_truncated(path, f.extra_info, n_frames, sr)
         n_parts = min(resolve_threads(n_threads), 4)
         if fmt not in PARALLEL_FORMATS or n_frames < PARALLEL_MIN_FRAMES or n_parts < 2:
             return f.read(dtype="float32", always_2d=True), sr
@@ -102,6 +128,77 @@ def _decode(path: Path, n_threads: Optional[int] = None) -> tuple[np.ndarray, in
         return np.atleast_2d(y), int(sr)
 
 
+def as_path(path: Union[PathLike, bytes]) -> Path:
+    """``path`` (str, bytes or os.PathLike) as a Path; ConfigError for anything else."""
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"an audio path must be a str, bytes or os.PathLike, got "
+                          f"{type(path).__name__}")
+    path = Path(os.fsdecode(os.fspath(path)))
+    if not str(path) or str(path) == ".":
+        raise ConfigError("an audio path must not be empty")
+    return path
+
+
+def check_sample_rate(sample_rate: object, what: str = "sample_rate") -> int:
+    """``sample_rate`` as an int, or ConfigError unless it is a whole number of Hz in
+    [1, :data:`MAX_SAMPLE_RATE`]."""
+    if isinstance(sample_rate, (bool, np.bool_)) or not isinstance(
+            sample_rate, (int, np.integer, float, np.floating)) \
+            or not np.isfinite(sample_rate) or sample_rate != int(sample_rate) \
+            or not 1 <= sample_rate <= MAX_SAMPLE_RATE:
+        raise ConfigError(f"{what} must be a whole number of Hz in [1, {MAX_SAMPLE_RATE}], "
+                          f"got {sample_rate!r}")
+    return int(sample_rate)
+
+
+def as_float_signal(y: object) -> np.ndarray:
+    """Samples as float32 in [-1, 1): integer PCM is scaled as soundfile reads it (int16
+    by 1/32768, unsigned around its midpoint); ConfigError for other kinds (bool,
+    complex, text...)."""
+    y = np.asarray(y)
+    if y.dtype.kind == "i":
+        return (y.astype(np.float64) / 2.0 ** (8 * y.dtype.itemsize - 1)).astype(np.float32)
+    if y.dtype.kind == "u":
+        half = 2.0 ** (8 * y.dtype.itemsize - 1)
+        return ((y.astype(np.float64) - half) / half).astype(np.float32)
+    if y.dtype.kind != "f":
+        raise ConfigError(f"audio must be an array of float or integer PCM samples, got "
+                          f"dtype {y.dtype}")
+    return y.astype(np.float32, copy=False)
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def check_audio_file(path: Path) -> None:
+    """AudioLoadError saying what ``path`` is when it cannot be an audio file: missing, a
+    broken symbolic link or a loop of them, unreadable, a directory, a FIFO or device
+    (never read: it may never end), or empty."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            reason = "symbolic link loop (too many levels of symbolic links)"
+        elif exc.errno == errno.ENOENT:
+            reason = "broken symbolic link" if path.is_symlink() else "no such file"
+        else:
+            reason = f"cannot read the file ({exc.strerror or type(exc).__name__})"
+        raise AudioLoadError(f"{path}: {reason}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise AudioLoadError(f"{path}: is a directory, expected an audio file")
+    if not stat.S_ISREG(st.st_mode):
+        raise AudioLoadError(f"{path}: is {_file_kind(st.st_mode)}, expected an audio file")
+    if st.st_size == 0:
+        raise AudioLoadError(f"{path}: file is empty (0 bytes)")
+
+
 def load_audio(path: PathLike, sample_rate: int = 22050, n_threads: Optional[int] = None
                ) -> np.ndarray:
     """Load an audio file as a mono signal at ``sample_rate``.
@@ -129,13 +226,8 @@ def load_audio(path: PathLike, sample_rate: int = 22050, n_threads: Optional[int
         If the file is missing, is a directory, cannot be decoded, holds no samples, or
         holds NaN or infinite samples.
     """
-    path = Path(path)
-    if not path.exists():
-        raise AudioLoadError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioLoadError(f"{path}: is a directory, expected an audio file")
-    if path.stat().st_size == 0:
-        raise AudioLoadError(f"{path}: file is empty (0 bytes)")
+    path = as_path(path)
+    check_audio_file(path)
     data, native_sr = _decode(path, n_threads)
     if data.size == 0:
         raise AudioLoadError(f"{path}: the file decodes to zero samples")

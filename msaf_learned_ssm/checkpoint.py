@@ -22,7 +22,7 @@ from typing import Any, Mapping, Union
 import torch
 
 from msaf_learned_ssm_jams.fileio import PathLike
-from .config import ModelConfig
+from .config import ModelConfig, PeakConfig
 from .errors import CheckpointError, ConfigError
 from .fileio import atomic_open
 from .model import SSMNet
@@ -161,6 +161,27 @@ def describe_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, 
     if shapes:
         parts.append("shape differences: " + "; ".join(shapes[:3]))
     return "; ".join(parts) or "no difference"
+
+
+def model_settings(meta: Mapping[str, Any], source: str) -> tuple[PeakConfig, str]:
+    """The peak picking and boundary placement (sync) a model file records (defaults where
+    it records none); CheckpointError naming ``source`` (the model file) when invalid."""
+    from .sync import check_sync
+
+    peaks = meta.get("peaks")
+    try:
+        if peaks is not None and not isinstance(peaks, Mapping):
+            raise ConfigError(f"expected a dictionary, got {type(peaks).__name__}")
+        peak_config = PeakConfig(**dict(peaks or {}))
+    except (TypeError, ConfigError) as exc:
+        raise CheckpointError(f"{source}: invalid peak settings in the model file "
+                              f"({exc})") from None
+    try:
+        sync = check_sync(meta.get("sync", "frame"))
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(f"{source}: invalid boundary placement in the model file "
+                              f"({exc})") from None
+    return peak_config, sync
 
 
 def model_from_checkpoint_data(data: Mapping[str, Any], source: str = "<checkpoint>"

@@ -15,8 +15,25 @@ import numpy as np
 from .errors import LearnedSSMError
 
 
+def one_line(text: str, backslash: bool = True) -> str:
+    r"""``text`` on one line: backslash (when ``backslash``), tab, newline, carriage return
+    and other control characters escaped as in Python (``\\``, ``\t``, ``\n``, ``\r``,
+    ``\xNN``), so that a file name never splits or shifts a tab-separated output line."""
+    out = []
+    for char in text:
+        if char == "\\" and backslash:
+            out.append("\\\\")
+        elif char in "\t\n\r":
+            out.append({"\t": "\\t", "\n": "\\n", "\r": "\\r"}[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {one_line(message, backslash=False)}", err=True)
 
 
 def _peak_value(ctx, param, value):
@@ -86,6 +103,10 @@ Outputs (checked for every file before any work):
   input's path and content hash) gets this run's annotation (one of the same model, by
   name and file hash, and same settings is replaced; others are kept); a JAMS of another
   audio is refused without --overwrite. Output folders must be writable.
+
+\b
+Standard output: one line per file, "PATH<tab>BOUNDARIES"; a backslash, tab, newline or
+other control character in PATH is escaped (\\\\, \\t, \\n, \\xNN).
 """
 
 
@@ -101,8 +122,9 @@ Outputs (checked for every file before any work):
               help="auto (CUDA when available), cpu, cuda or cuda:N.")
 @click.option("-o", "--output", default=None,
               help="OUT.jams or OUT.csv (one file), or a folder.")
-@click.option("--format", "fmt", type=click.Choice(["jams", "csv"]), default="jams",
-              show_default=True, help="Output format when --output is a folder.")
+@click.option("--format", "fmt", type=click.Choice(["jams", "csv"]), default=None,
+              help="Output format when --output is a folder (default jams); with -o "
+                   "OUT.jams or OUT.csv it must match the suffix.")
 @click.option("--plot", default=None,
               help="OUT.png (one file) or a folder: SSM, novelty curve and boundaries.")
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -140,6 +162,8 @@ def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mea
     from .inference import Analyzer
     from .output_plan import plan_outputs
 
+    if reference is not None and plot is None:
+        raise click.UsageError("--reference is drawn on the plot: give --plot too")
     if scheduler is not None:
         _segment_on_dask(audio, scheduler, model, device, output, fmt, labels,
                          (peak_mean_half_sec, peak_distance_sec, peak_threshold), sync,
@@ -150,7 +174,7 @@ def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mea
         raise click.UsageError("--reference works with one audio file")
     try:
         plans = plan_outputs(audio, output, fmt, plot, overwrite)
-        ref = _reference_boundaries(reference) if reference else None
+        ref = _read_reference(reference) if reference else None
         analyzer = Analyzer(model, device, sync=sync, precision=precision)
         analyzer.peaks = analyzer.peaks.updated(mean_half_sec=peak_mean_half_sec,
                                                 min_distance_sec=peak_distance_sec,
@@ -193,7 +217,8 @@ def _segment_on_dask(audio, scheduler: str, model, device, output, fmt, labels, 
         names = ("mean_half_sec", "min_distance_sec", "threshold")
         peaks = model_peaks(model).updated(**dict(zip(names, peak_values)))
         client = None if scheduler == "local" else Client(scheduler)
-        report = segment_collection(audio, output, client=client, model=model, fmt=fmt,
+        report = segment_collection(audio, output, client=client, model=model,
+                                    fmt=fmt or "jams",
                                     peaks=peaks, sync=sync, labels=labels, device=device,
                                     overwrite=overwrite)
     except LearnedSSMError as exc:
@@ -207,7 +232,8 @@ def _segment_on_dask(audio, scheduler: str, model, device, output, fmt, labels, 
         sys.exit(1)
 
 
-def _segment_one(path: str, result, analyzer, plan, reference: Optional[np.ndarray],
+def _segment_one(path: str, result, analyzer, plan,
+                 reference: Optional[tuple[str, np.ndarray]],
                  labels: bool, overwrite: bool) -> bool:
     """Print and write the result of one file; False (after one ``error:`` line) if it failed."""
     from .result_files import write_results
@@ -215,9 +241,14 @@ def _segment_one(path: str, result, analyzer, plan, reference: Optional[np.ndarr
     try:
         if isinstance(result, Exception):
             raise result
+        if reference is not None:
+            from msaf_learned_ssm_jams.segments import check_reference_fits
+
+            check_reference_fits(reference[0], reference[1], result.duration, path)
+            reference = np.unique(reference[1].ravel())
         write_results(plan, result, analyzer.identity, analyzer.peaks, labels, reference,
                       overwrite, audio=path)
-        click.echo(f"{path}\t" + " ".join(f"{b:.3f}" for b in result.boundaries))
+        click.echo(f"{one_line(path)}\t" + " ".join(f"{b:.3f}" for b in result.boundaries))
         return True
     except (LearnedSSMError, OSError) as exc:
         # OSError: an output could not be written (permissions, full disk, a file where a
@@ -230,11 +261,13 @@ def _segment_one(path: str, result, analyzer, plan, reference: Optional[np.ndarr
         return False
 
 
-def _reference_boundaries(path: str) -> np.ndarray:
+def _read_reference(path: str) -> tuple[str, np.ndarray]:
+    """(path, segment intervals) of ``--reference``; its fit to the audio is checked once
+    the audio's duration is known."""
     from msaf_learned_ssm_jams.segments import read_segments
 
     intervals, _ = read_segments(path)
-    return np.unique(intervals.ravel())
+    return path, intervals
 
 
 if __name__ == "__main__":  # pragma: no cover

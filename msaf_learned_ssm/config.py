@@ -195,8 +195,11 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "ModelConfig":
         """Build a config from a dictionary, rejecting unknown keys with a clear error."""
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"a model config must be a dictionary of settings, got "
+                              f"{type(values).__name__} {_short_repr(values)}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(map(str, set(values) - known))
         if unknown:
             raise ConfigError(f"unknown ModelConfig settings: {', '.join(unknown)}")
         return cls(**dict(values))
@@ -204,6 +207,11 @@ class ModelConfig:
     def replace(self, **changes: Any) -> "ModelConfig":
         """Copy with some settings changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+def _short_repr(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 #: Largest accepted value of each ModelConfig setting (see ModelConfig._check_upper_bounds).

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from msaf_learned_ssm_jams.fileio import PathLike
-from .audio import load_audio, resample
-from .checkpoint import load_model
+from .audio import as_float_signal, as_path, check_sample_rate, load_audio, resample
+from .checkpoint import load_model, model_settings
 from .config import ModelConfig, PeakConfig
 from .errors import CheckpointError, ConfigError, LearnedSSMError
 from .features import Patches, compute_patches, to_beat_grid
@@ -223,9 +223,11 @@ class Analyzer:
             # A copy: the CPU layout settings below must not change the caller's module.
             self.model, self.meta = copy.deepcopy(model), {}
             self.identity = {"name": "<in-memory model>", "sha256": None}
+            model_peaks, model_sync = PeakConfig(), "frame"
         else:
             path = default_model_path() if model in (None, "default") else resolve_model(model)
             self.model, self.meta = load_model(path, "cpu")
+            model_peaks, model_sync = model_settings(self.meta, str(path))
             self.identity = {"name": model_name(path), "sha256": file_sha256(path)}
         self.model = self.model.to(self.device).eval()
         if self.device.type == "cpu":
@@ -236,14 +238,8 @@ class Analyzer:
             # (tests/test_parity.py checks the Analyzer path too).
             self.model.encoder.conv.to(memory_format=torch.channels_last)
             self.model.encoder.conv_chunk = CPU_CONV_CHUNK
-        if peaks is None:
-            try:
-                peaks = PeakConfig(**self.meta.get("peaks", {}))
-            except (TypeError, ConfigError) as exc:
-                raise CheckpointError(f"{self.identity['name']}: invalid peak "
-                                      f"settings in the model file ({exc})") from None
-        self.peaks = peaks
-        self.sync = check_sync(sync if sync is not None else self.meta.get("sync", "frame"))
+        self.peaks = model_peaks if peaks is None else peaks
+        self.sync = model_sync if sync is None else check_sync(sync)
         self._beat_model = beat_model
         self._tracker = None
         self._tracker_lock = threading.Lock()
@@ -398,14 +394,25 @@ class Analyzer:
     def analyze_audio(self, y: np.ndarray, sample_rate: Optional[int] = None,
                       labels: bool = False) -> Analysis:
         """Segment a mono signal (resampled when ``sample_rate`` differs from the model's;
-        ``labels``: as in :meth:`analyze`)."""
-        y = np.asarray(y, dtype=np.float32)
+        ``labels``: as in :meth:`analyze`).
+
+        ``y``: float samples, or integer PCM (scaled to [-1, 1) as soundfile reads it).
+        ``sample_rate``: a whole number of Hz; None means the model's rate.
+
+        Raises
+        ------
+        ConfigError
+            ``y`` is not 1-D, empty, not finite, not numeric; ``sample_rate`` is not a
+            positive whole number of Hz (0, negative, fractional...).
+        """
+        y = as_float_signal(y)
         if y.ndim != 1 or not np.all(np.isfinite(y)):
             raise ConfigError("audio must be a 1-D array of finite samples")
         if y.size == 0:
             # An empty signal has no duration to segment (a file's 0 samples: AudioLoadError).
             raise ConfigError("audio holds no samples")
-        sr = sample_rate or self.config.sample_rate
+        sr = (self.config.sample_rate if sample_rate is None
+              else check_sample_rate(sample_rate))
         if sr != self.config.sample_rate:
             y = resample(y, sr, self.config.sample_rate)
         return self.analyze_patches(self._patches_of(y, torch.get_num_threads(), None, labels))
@@ -429,7 +436,9 @@ class Analyzer:
         ShortAudioWarning
             Audio shorter than the novelty kernel, or silent: one segment is returned.
         """
-        return self.analyze_patches(self.patches(path, sync=sync, labels=labels), str(path),
+        checked = as_path(path)  # ConfigError for a path of another type
+        source = os.fsdecode(path) if isinstance(path, bytes) else str(path)
+        return self.analyze_patches(self.patches(checked, sync=sync, labels=labels), source,
                                     peaks, sync)
 
     def default_prefetch(self) -> int:

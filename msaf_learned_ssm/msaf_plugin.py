@@ -52,6 +52,7 @@ import dataclasses
 import difflib
 import functools
 import json
+import math
 import os
 import warnings
 from typing import Any, Optional
@@ -60,7 +61,7 @@ import numpy as np
 
 from msaf.algorithms.interface import SegmenterInterface
 
-from .config import FINE_LEVEL_PEAKS, PeakConfig
+from .config import FINE_LEVEL_PEAKS, PEAK_MAX_SEC, PeakConfig
 from .errors import AudioLoadError, ConfigError, LearnedSSMError
 from .labels import DEFAULT_SIMILARITY as DEFAULT_LABEL_SIMILARITY
 
@@ -109,8 +110,52 @@ config: dict[str, Any] = {
 }
 
 
+def _check_value(key: str, value: Any) -> None:
+    """ConfigError naming ``key`` when ``value`` is not a valid value of that setting."""
+    from .labels import SIMILARITIES
+    from .sync import check_sync
+
+    if value is None and (key in _PEAK_KEYS or key in _FINE_KEYS
+                          or key in ("ssm_sync", "ssm_label_threshold")):
+        return
+    if key == "ssm_model":
+        ok = isinstance(value, (str, os.PathLike)) and str(value) != ""
+        expected = "a model name or a model file path"
+    elif key == "ssm_device":
+        ok, expected = isinstance(value, str) and value != "", "'auto', 'cpu' or 'cuda'"
+    elif key in _PEAK_KEYS or key in _FINE_KEYS:
+        name = _PEAK_KEYS.get(key) or _FINE_KEYS[key]
+        try:
+            PeakConfig().updated(**{name: value})
+            ok = not isinstance(value, (bool, str))
+        except (ConfigError, TypeError, ValueError, OverflowError):
+            ok = False
+        expected = "a finite number >= 0" + (f" (seconds, at most {PEAK_MAX_SEC:g})"
+                                             if name.endswith("_sec") else "")
+    elif key == "ssm_sync":
+        try:
+            ok = isinstance(value, str) and check_sync(value) == value
+        except ConfigError:
+            ok = False
+        from .sync import SYNC_MODES
+        expected = f"one of {', '.join(SYNC_MODES)} or None"
+    elif key == "ssm_label_threshold":
+        ok = value == "auto" if isinstance(value, str) else (
+            isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and 0 <= value <= 1)
+        expected = "a number in [0, 1], 'auto' or None"
+    elif key == "ssm_label_similarity":
+        ok = isinstance(value, str) and value in SIMILARITIES
+        expected = f"one of {', '.join(SIMILARITIES)}"
+    else:
+        return
+    if not ok:
+        raise ConfigError(f"learned_ssm setting {key!r} must be {expected}, got {value!r}")
+
+
 def check_config(cfg: dict) -> None:
-    """Raise ConfigError for an ``ssm_`` key this plugin does not know (with a suggestion)."""
+    """Raise ConfigError for an ``ssm_`` key this plugin does not know (with a suggestion),
+    or for a value of the wrong type or range (naming the key)."""
     unknown = sorted(k for k in cfg if str(k).startswith("ssm_") and k not in config)
     if unknown:
         key = unknown[0]
@@ -118,20 +163,20 @@ def check_config(cfg: dict) -> None:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"unknown learned_ssm setting {key!r}{hint}; known settings: "
                           f"{', '.join(sorted(config))}")
+    for key, value in cfg.items():
+        if str(key).startswith("ssm_"):
+            _check_value(key, value)
 
 
 @functools.lru_cache(maxsize=32)
 def _model_record(path: str, size: int, mtime_ns: int) -> tuple[dict, PeakConfig, str]:
     """(name and SHA-256, peak settings, sync mode) of a model file, read without building
     the model (as :class:`~msaf_learned_ssm.inference.Analyzer` reads them)."""
-    from .checkpoint import read_checkpoint
+    from .checkpoint import model_settings, read_checkpoint
     from .model_files import file_sha256, model_name
-    from .sync import check_sync
 
-    meta = read_checkpoint(path)
-    peaks = PeakConfig(**meta["peaks"]) if isinstance(meta.get("peaks"), dict) else PeakConfig()
-    return ({"name": model_name(path), "sha256": file_sha256(path)}, peaks,
-            check_sync(meta.get("sync", "frame")))
+    peaks, sync = model_settings(read_checkpoint(path), path)
+    return ({"name": model_name(path), "sha256": file_sha256(path)}, peaks, sync)
 
 
 def recorded_settings(cfg: dict) -> dict:
@@ -149,6 +194,7 @@ def recorded_settings(cfg: dict) -> dict:
     from .result_files import estimation_config
     from .sync import check_sync
 
+    check_config(cfg)
     path = resolve_model(cfg.get("ssm_model", config["ssm_model"]))
     try:
         st = os.stat(path)

@@ -55,7 +55,7 @@ def _target(option: str, value: Optional[str], audio: str, n_files: int, suffixe
     return path / (Path(audio).stem + default_suffix)
 
 
-def plan_outputs(audio: Sequence[str], output: Optional[str], fmt: str, plot: Optional[str],
+def plan_outputs(audio: Sequence[str], output: Optional[str], fmt: Optional[str], plot: Optional[str],
                  overwrite: bool = False) -> list[OutputPlan]:
     """The outputs of each input, checked together before any work.
 
@@ -65,8 +65,9 @@ def plan_outputs(audio: Sequence[str], output: Optional[str], fmt: str, plot: Op
         Input files, in order.
     output : str or None
         ``-o``: a ``.jams``/``.csv`` file (one input) or a folder.
-    fmt : {"jams", "csv"}
-        Format of the files written into an ``output`` folder.
+    fmt : {"jams", "csv"} or None
+        Format of the files written into an ``output`` folder (None: jams); when given
+        with an ``output`` file, its suffix must agree.
     plot : str or None
         ``--plot``: a ``.png`` file (one input) or a folder.
     overwrite : bool
@@ -83,6 +84,11 @@ def plan_outputs(audio: Sequence[str], output: Optional[str], fmt: str, plot: Op
         ``overwrite``, an output inside a ``references`` folder, or an output folder that
         cannot be written (read-only, or a plain file).
     """
+    if fmt is not None and output is not None and Path(output).suffix \
+            and not Path(output).is_dir() and Path(output).suffix.lower() != f".{fmt}":
+        raise OutputError(f"-o {output}: the name says {Path(output).suffix.lower()[1:]} "
+                          f"but --format {fmt} was given: make them agree, or give a folder")
+    fmt = fmt or "jams"
     plans = [OutputPlan(_target("-o", output, a, len(audio), DATA_SUFFIXES, f".{fmt}"),
                         _target("--plot", plot, a, len(audio), (".png",), ".png"))
              for a in audio]

@@ -185,6 +185,14 @@ def _file_digest(path: str, size: int, mtime_ns: int, inode: int) -> str:
     return digest.hexdigest()[:32]
 
 
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a cache entry (``.npz``), read whole; the file is closed on any error
+    (``np.load(path)`` leaves the file it opened unclosed when it is not a valid archive,
+    and a ResourceWarning follows)."""
+    with open(path, "rb") as handle, np.load(handle) as data:
+        return {key: data[key] for key in data.files}
+
+
 class FeatureCache:
     """Cache of :func:`~msaf_learned_ssm.features.compute_steps` per audio file.
 
@@ -224,9 +232,9 @@ class FeatureCache:
 
     def _read(self, path: Path) -> Optional[tuple[np.ndarray, np.ndarray, float]]:
         try:
-            with np.load(path) as data:
-                steps, times = data["steps"], data["step_times"]
-                duration = float(data["duration"])
+            data = _load_npz(path)
+            steps, times = data["steps"], data["step_times"]
+            duration = float(data["duration"])
             if steps.ndim != 2 or steps.shape[0] != self.config.n_mels \
                     or times.shape != (steps.shape[1],) or not np.isfinite(steps).all():
                 raise ValueError("unexpected shapes or values")
@@ -288,8 +296,8 @@ class FeatureCache:
                                      f"-beats{_tracker_key()}.npz")
             if path.is_file():
                 try:
-                    with np.load(path) as data:
-                        times, positions = data["times"], data["positions"]
+                    data = _load_npz(path)
+                    times, positions = data["times"], data["positions"]
                     if times.ndim == 1 and positions.shape == times.shape \
                             and np.isfinite(times).all():
                         return Beats(times, positions)
