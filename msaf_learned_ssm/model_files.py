@@ -10,6 +10,8 @@ Models shipped in the package (``msaf_learned_ssm/models/``) are selected by nam
 * ``pop909-band``: trained by this project on band renders of POP909 (MIT), the default
   until real recordings showed it below ``author-nbatt3``; ``pop909-piano``: its
   predecessor, trained on piano renders (MIT). See ``MODEL_CARD.md``.
+* ``nbatt3-teach``: ``author-nbatt3`` fine-tuned on band renders and, through the teacher
+  loss, on unlabelled real music (LGPL-3.0, derived from the author's weights): a candidate.
 * ``default``: an alias of :data:`DEFAULT_MODEL`, the model that scored best on real
   recordings (``author-nbatt3``); outputs name the model it stands for.
 
@@ -35,6 +37,7 @@ NAMED_MODELS = {
     "author-nbatt3": "author-nbatt3.pt",
     "pop909-band": "pop909-band.pt",
     "pop909-piano": "pop909-piano.pt",
+    "nbatt3-teach": "nbatt3-teach.pt",
 }
 
 #: The model ``"default"`` (and no model named) stands for. Real band recordings scored
