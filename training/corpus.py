@@ -185,7 +185,7 @@ def _file_digest(path: str, size: int, mtime_ns: int, inode: int) -> str:
     return digest.hexdigest()[:32]
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
+def load_npz(path: Path) -> dict[str, np.ndarray]:
     """The arrays of a cache entry (``.npz``), read whole; the file is closed on any error
     (``np.load(path)`` leaves the file it opened unclosed when it is not a valid archive,
     and a ResourceWarning follows)."""
@@ -232,7 +232,7 @@ class FeatureCache:
 
     def _read(self, path: Path) -> Optional[tuple[np.ndarray, np.ndarray, float]]:
         try:
-            data = _load_npz(path)
+            data = load_npz(path)
             steps, times = data["steps"], data["step_times"]
             duration = float(data["duration"])
             if steps.ndim != 2 or steps.shape[0] != self.config.n_mels \
@@ -296,7 +296,7 @@ class FeatureCache:
                                      f"-beats{_tracker_key()}.npz")
             if path.is_file():
                 try:
-                    data = _load_npz(path)
+                    data = load_npz(path)
                     times, positions = data["times"], data["positions"]
                     if times.ndim == 1 and positions.shape == times.shape \
                             and np.isfinite(times).all():
@@ -344,5 +344,5 @@ def default_cache_dir(corpus_dir: PathLike) -> Path:
     return Path(platformdirs.user_cache_dir("msaf-learned-ssm")) / "features"
 
 
-__all__ = ["FeatureCache", "Track", "default_cache_dir", "file_digest", "find_tracks",
+__all__ = ["FeatureCache", "Track", "default_cache_dir", "file_digest", "find_tracks", "load_npz",
            "find_unlabeled", "read_id_list", "seeded_split", "split_tracks"]

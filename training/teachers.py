@@ -28,7 +28,7 @@ from msaf_learned_ssm.fileio import PathLike, atomic_open
 from msaf_learned_ssm.model import SSMNet, cosine_ssm
 from msaf_learned_ssm.model_files import file_sha256, model_name, resolve_model
 
-from .corpus import FeatureCache, file_digest
+from .corpus import FeatureCache, file_digest, load_npz
 
 __all__ = ["Teacher", "TeacherTargets", "load_teachers", "teacher_records", "teacher_outputs",
            "align_targets", "TeacherCache"]
@@ -199,9 +199,9 @@ class TeacherCache:
     @staticmethod
     def _read(path: Path) -> Optional[TeacherTargets]:
         try:
-            with np.load(path) as data:
-                ssm = data["ssm"].astype(np.float32)
-                novelty, times = data["novelty"], data["times"]
+            data = load_npz(path)
+            ssm = data["ssm"].astype(np.float32)
+            novelty, times = data["novelty"], data["times"]
             n = len(times)
             if ssm.shape != (n, n) or novelty.shape != (n,) or not np.isfinite(ssm).all() \
                     or not np.isfinite(novelty).all():
