@@ -57,7 +57,8 @@ REFERENCE_AUDIO = SHARED / "reference_audio" / "pop909_001.flac"
 #: Batch rows: the three reference files, four times each (12 files).
 BATCH_AUDIO = [SHARED / "reference_audio" / name for name in
                ("pop909_001.flac", "pop909_002.flac", "sargon_mindless_cut.flac")]
-sys.path.insert(0, str(ROOT))
+if not os.environ.get("SPEED_OTHER_CODE"):  # --before-code: that checkout's package instead
+    sys.path.insert(0, str(ROOT))
 
 MSAF_ALGOS = ["foote", "sf", "olda", "scluster", "cnmf", "vmo"]
 SCALING_MINUTES = [1, 5, 20, 60]
@@ -234,9 +235,13 @@ def worker_many(args) -> None:
 
     paths = args.audio.split(",")
     prefetch = None if args.prefetch < 0 else args.prefetch
-    analyzer = Analyzer(args.model, device="auto")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    analyzer = Analyzer(args.model, device=args.device)
     options = {"prefetch": prefetch, "batch_tracks": args.batch_tracks,
                "labels": args.labels}
+    if args.workers != 1:  # (code from before issue 24 has no workers argument)
+        options["workers"] = args.workers or None
     for _ in analyzer.analyze_many(paths[:2], **options):
         pass
     times = []
@@ -248,9 +253,17 @@ def worker_many(args) -> None:
     failed = [p for p, r in results if isinstance(r, Exception)]
     if failed:
         raise RuntimeError(f"batch files failed: {failed}")
+    if args.workers:
+        workers = args.workers
+    else:
+        from msaf_learned_ssm.parallel import default_workers
+
+        workers = default_workers(len(paths)) if analyzer.device.type == "cpu" else 1
     emit({"seconds": float(np.median(times)), "all_seconds": times, "n_files": len(paths),
           "prefetch": analyzer.default_prefetch() if prefetch is None else prefetch,
-          "threads": torch.get_num_threads(), "device": str(analyzer.device)})
+          "threads": torch.get_num_threads(), "device": str(analyzer.device),
+          "workers": workers, "boundaries": [np.round(r.boundaries, 3).tolist()
+                                             for _, r in results]})
 
 
 def worker_dask(args) -> None:
@@ -419,13 +432,228 @@ def fmt(x: Optional[float], digits: int = 2) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
+# ------------------------------------------------------------------ collections (--collection)
+
+COLLECTION_HEADING = "## Collections: worker processes (three-minute MP3s)"
+#: Render folder the MP3s are made from, when present (else the reference audio, tiled).
+RENDERS = ROOT / "corpora" / "pop909_band" / "audio"
+
+
+def make_mp3_set(dest: Path, n_files: int = 12, seconds: float = 180.0,
+                 sources: Optional[list[Path]] = None) -> list[Path]:
+    """``n_files`` MP3s of ``seconds`` each, as users' files are (44.1 kHz stereo), made
+    with soundfile (libsndfile's LAME) from the band renders (or ``sources``), each cut to
+    ``seconds`` (a shorter source is tiled). A set already in ``dest`` is reused."""
+    import soundfile as sf
+
+    from msaf_learned_ssm.audio import resample
+
+    dest.mkdir(parents=True, exist_ok=True)
+    made = sorted(dest.glob("[0-9][0-9]_*.mp3"))
+    if len(made) >= n_files and sources is None:  # a set made earlier (or carried)
+        return made[:n_files]
+    if sources is None:
+        renders = sorted(RENDERS.glob("*.flac")) if RENDERS.is_dir() else []
+        sources = renders[:n_files] or [p for p in BATCH_AUDIO if p.is_file()]
+    if not sources:
+        sources = [make_track(dest / "synthetic.wav", seconds / 60)]
+    out = []
+    for i in range(n_files):
+        source = sources[i % len(sources)]
+        path = dest / f"{i:02d}_{source.stem}.mp3"
+        if not path.is_file():
+            y, sr = sf.read(source, dtype="float32", always_2d=True)
+            y = resample(y.mean(axis=1), sr, 44100)
+            n = int(seconds * 44100)
+            y = np.tile(y, -(-n // len(y)))[:n]
+            tmp = path.with_suffix(".tmp.mp3")
+            sf.write(tmp, np.stack([y, y], axis=1) * 0.9, 44100, format="MP3")
+            tmp.rename(path)
+        out.append(path)
+    return out
+
+
+def collection_rows(model_path: str, mp3s: list[Path], flacs: list[Path], say,
+                    repeats: int = 3, before_code: Optional[Path] = None) -> None:
+    """Files per second of ``analyze_many`` against the worker processes, in one run
+    (``before_code``: a folder whose ``msaf_learned_ssm`` is an earlier version, for a row
+    of that version's default)."""
+    import torch
+
+    from msaf_learned_ssm.parallel import default_threads, default_workers
+
+    cores = default_threads()
+    counts = sorted({n for n in (1, 2, 4, 8, 16, 32) if n <= cores} | {cores})
+    audio = ",".join(map(str, mp3s))
+    rows = []
+
+    def measure(label: str, files: str, *extra: str) -> dict:
+        print(f"collection: {label} ...", flush=True)
+        r = run_worker(["many", "--model", model_path, "--audio", files, "--repeats",
+                        str(repeats), *extra], timeout=3600)
+        rows.append((label, r))
+        return r
+
+    if before_code is not None:
+        print("collection: the code before issue 24 ...", flush=True)
+        old = run_worker(["many", "--model", model_path, "--audio", audio, "--repeats",
+                          str(repeats), "--device", "cpu", "--workers", "1"], timeout=3600,
+                         env={"PYTHONPATH": str(before_code), "SPEED_OTHER_CODE": "1"})
+        rows.append((f"1 process, all cores, the code before issue 24 (`{before_code}`)",
+                     old))
+    before = measure("1 process, all cores (before: the default until issue 24)", audio,
+                     "--device", "cpu", "--workers", "1")
+    for n in counts[1:]:
+        measure(f"{n} processes", audio, "--device", "cpu", "--workers", str(n))
+    default = measure("default (`workers=None`)", audio, "--device", "cpu", "--workers", "0")
+    before_l = measure("1 process, all cores, labels (the CLI's default)", audio, "--device",
+                       "cpu", "--workers", "1", "--labels")
+    default_l = measure("default, labels", audio, "--device", "cpu", "--workers", "0",
+                        "--labels")
+    gpu_rows = []
+    if torch.cuda.is_available():
+        files = {"MP3": ",".join(map(str, mp3s * 3)), "FLAC": ",".join(map(str, flacs * 3))}
+        for kind, listing in files.items():
+            for n in [1] + [c for c in (4, 8, 16) if c <= cores]:
+                label = (f"GPU, {kind}, decoding threads (`workers=1`, default prefetch)"
+                         if n == 1 else f"GPU, {kind}, {n} decoding processes")
+                print(f"collection: {label} ...", flush=True)
+                r = run_worker(["many", "--model", model_path, "--audio", listing,
+                                "--repeats", str(repeats), "--device", "cuda",
+                                "--workers", str(n)], timeout=3600)
+                gpu_rows.append((label, r))
+    base = before["n_files"] / before["seconds"]
+    say(COLLECTION_HEADING)
+    say()
+    say(f"`Analyzer.analyze_many` on {len(mp3s)} three-minute MP3s (44.1 kHz stereo, made "
+        "from the band renders with soundfile), model loaded, one warm-up pass, median of "
+        f"{repeats} passes; each row in a fresh process. `N processes`: `workers=N`, each "
+        f"with {cores} // N threads (`msaf_learned_ssm.parallel.worker_threads`). "
+        f"{cores} cores; the default here is {default_workers(len(mp3s))} processes.")
+    say()
+    say("| device | workers | threads per worker | labels | seconds | files per second | "
+        "× before | same boundaries as before |")
+    say("|---|---|---:|---|---:|---:|---:|---|")
+    for label, r in rows:
+        say(f"| CPU | {label} | {max(1, cores // r['workers']) if r['workers'] > 1 else r['threads']} | "
+            f"{'yes' if 'labels' in label else 'no'} | {r['seconds']:.2f} | "
+            f"{r['n_files'] / r['seconds']:.2f} | {r['n_files'] / r['seconds'] / base:.2f} | "
+            f"{'yes' if r['boundaries'] == before['boundaries'] else 'NO'} |")
+    for label, r in gpu_rows:
+        n_before = len(before["boundaries"])
+        same = r["boundaries"][:n_before] == before["boundaries"]
+        say(f"| {torch.cuda.get_device_name(0)} | {label} | "
+            f"{max(1, cores // r['workers'])} | no | {r['seconds']:.2f} | "
+            f"{r['n_files'] / r['seconds']:.2f} | {r['n_files'] / r['seconds'] / base:.2f} | "
+            f"{'yes' if same else 'NO'} |")
+    say()
+    if before_code is not None:
+        say(f"Default against the code before issue 24 (the default a user had): "
+            f"**{(default['n_files'] / default['seconds']) / (old['n_files'] / old['seconds']):.2f}x** "
+            "without labels.")
+    ratio = (default["n_files"] / default["seconds"]) / base
+    ratio_l = (default_l["n_files"] / default_l["seconds"]) / (
+        before_l["n_files"] / before_l["seconds"])
+    say(f"Default against before: **{ratio:.2f}x** the files per second without labels, "
+        f"**{ratio_l:.2f}x** with labels (target on 2 cores, issue 24: at least 1.6x).")
+    say()
+
+
+def replace_section(path: Path, heading: str, lines: list[str]) -> None:
+    """Write ``lines`` (a section starting with ``heading``) into ``path``, replacing that
+    section (up to the next ``## `` heading) if present, else appending it; atomic."""
+    old = path.read_text().splitlines() if path.is_file() else []
+    if heading in old:
+        start = old.index(heading)
+        end = next((i for i in range(start + 1, len(old)) if old[i].startswith("## ")),
+                   len(old))
+        new = old[:start] + lines + old[end:]
+    else:
+        new = old + ([""] if old and old[-1] else []) + lines
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(new).rstrip("\n") + "\n")
+    tmp.replace(path)
+
+
+def _commit(folder: Path) -> str:
+    """Short git commit of the checkout holding ``folder`` ("unknown" outside git)."""
+    out = subprocess.run(["git", "-C", str(folder.resolve()), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def collection_main(args) -> None:
+    """``--collection``: only the worker-process rows, written into ``--out``'s section."""
+    import platform as _platform
+
+    import soundfile as sf
+
+    # On a GPU image where MSAF 0.1.80 does not import (numpy 2), a stand-in registers the
+    # plugin; analyze_many does not use MSAF.
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from gpu import ensure_msaf_importable
+
+    ensure_msaf_importable()
+    lines: list[str] = []
+
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    with tempfile.TemporaryDirectory(prefix="speed_col_") as tmp:
+        tmp = Path(tmp)
+        model_path, _, model_desc = get_model(tmp)
+        mp3_dir = args.mp3_dir or tmp / "mp3"
+        t0 = time.perf_counter()
+        mp3s = make_mp3_set(mp3_dir, args.n_files)
+        flacs = []
+        for mp3 in mp3s:
+            flac = tmp / (mp3.stem + ".flac")
+            y, sr = sf.read(mp3, dtype="float32")
+            sf.write(flac, y, sr)
+            flacs.append(flac)
+        body: list[str] = []
+
+        def say_body(text: str = "") -> None:
+            print(text, flush=True)
+            body.append(text)
+
+        collection_rows(model_path, mp3s, flacs, say_body, args.repeats, args.before_code)
+    say(body[0])
+    say()
+    say(f"- Date: {datetime.datetime.now().isoformat(timespec='seconds')}; machine: "
+        f"{_platform.machine()}, {os.cpu_count()} logical cores; load average at the end "
+        f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}; model: {model_desc}.")
+    say(f"- Command: `python bench/speed.py --collection --out {args.out.name}`; "
+        f"{(time.perf_counter() - t0) / 60:.1f} min"
+        + (f"; `--before-code` {args.before_code}: the package at commit "
+           f"{_commit(args.before_code / 'msaf_learned_ssm')}" if args.before_code else "")
+        + ".")
+    for text in body[1:]:
+        say(text)
+    replace_section(args.out, COLLECTION_HEADING, lines)
+    print(f"\nwrote the section into {args.out}")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="skip the 20/60 minute tracks and the MSAF cold runs")
     parser.add_argument("--no-msaf", action="store_true", help="skip the MSAF cold runs")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "speed.md")
+    parser.add_argument("--collection", action="store_true",
+                        help="only the worker-process rows (section of --out replaced)")
+    parser.add_argument("--n-files", type=int, default=12, help="--collection: MP3s")
+    parser.add_argument("--repeats", type=int, default=3, help="--collection: passes")
+    parser.add_argument("--before-code", type=Path, default=None,
+                        help="--collection: a folder whose msaf_learned_ssm is an earlier "
+                             "version (a row of its default, for the ratio)")
+    parser.add_argument("--mp3-dir", type=Path, default=None,
+                        help="--collection: folder of the MP3s (made, or reused)")
     args = parser.parse_args(argv)
+    if args.collection:
+        collection_main(args)
+        return
 
     import torch
 
@@ -652,6 +880,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     say(f"Growth exponent (log-log slope of time vs duration): {slope:.2f} over "
         f"{dur[0]:.0f}-{dur[-1]:.0f} min; {last:.2f} between the two longest tracks "
         "(1 = linear).")
+    if not args.quick:
+        say()
+        with tempfile.TemporaryDirectory(prefix="speed_col_") as tmp:
+            mp3s = make_mp3_set(Path(tmp) / "mp3")
+            collection_rows(model_path, mp3s, [], say)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"\nwrote {args.out}")
@@ -665,6 +898,8 @@ def worker_main(argv: list[str]) -> None:
     parser.add_argument("--prefetch", type=int, default=-1, help="many: -1 = auto")
     parser.add_argument("--batch-tracks", type=int, default=1, help="many: files per pass")
     parser.add_argument("--labels", action="store_true", help="many: labels=True")
+    parser.add_argument("--workers", type=int, default=1, help="many: processes (0 = auto)")
+    parser.add_argument("--device", default="auto")
     parser.add_argument("--model", required=True)
     parser.add_argument("--audio", required=True)
     parser.add_argument("--warmup")

@@ -148,6 +148,10 @@ other control character in PATH is escaped (\\\\, \\t, \\n, \\xNN).
 @click.option("--batch-tracks", type=click.IntRange(min=1), default=1, show_default=True,
               help="Files whose convolutions share one forward pass: raise it on a GPU "
                    "(fuller batches); on a CPU 1 is best.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes, each with cores // N threads: on a CPU each segments "
+                   "whole files, with a GPU they decode. Default: on a CPU one per core (no "
+                   "more than the files), with a GPU 1.")
 @click.option("--overwrite", is_flag=True,
               help="Replace existing CSV and PNG outputs, and a JAMS of another audio file.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
@@ -157,14 +161,17 @@ other control character in PATH is escaped (\\\\, \\t, \\n, \\xNN).
                    "-o FOLDER; a rerun skips files already done with the same model and "
                    "settings. Needs the [dask] extra.")
 def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mean_half_sec,
-            peak_distance_sec, peak_threshold, sync, precision, batch_tracks, overwrite,
-            fail_fast, scheduler) -> None:
+            peak_distance_sec, peak_threshold, sync, precision, batch_tracks, workers,
+            overwrite, fail_fast, scheduler) -> None:
     from .inference import Analyzer
     from .output_plan import plan_outputs
 
     if reference is not None and plot is None:
         raise click.UsageError("--reference is drawn on the plot: give --plot too")
     if scheduler is not None:
+        if workers is not None:
+            raise click.UsageError("--workers is for this machine; with --scheduler the "
+                                   "cluster's workers run the files")
         _segment_on_dask(audio, scheduler, model, device, output, fmt, labels,
                          (peak_mean_half_sec, peak_distance_sec, peak_threshold), sync,
                          overwrite)
@@ -185,7 +192,8 @@ def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mea
     failed, n_done, start = [], 0, time.perf_counter()
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
-        results = analyzer.analyze_many(audio, labels=labels, batch_tracks=batch_tracks)
+        results = analyzer.analyze_many(audio, labels=labels, batch_tracks=batch_tracks,
+                                        workers=workers)
         for (path, result), plan in zip(results, plans):
             if not _segment_one(path, result, analyzer, plan, ref, labels, overwrite):
                 failed.append(path)

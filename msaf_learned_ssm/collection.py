@@ -129,12 +129,12 @@ def _worker_threads(hosts: dict) -> int:
     """This worker's share of its host's cores."""
     from distributed import get_worker
 
-    from .parallel import default_threads
+    from .parallel import worker_threads
 
     worker = get_worker()
     host = worker.address.rsplit(":", 1)[0]
     slots = max(1, hosts.get(host, 1)) * max(1, worker.state.nthreads)
-    return max(1, default_threads() // slots)
+    return worker_threads(slots)
 
 
 def _segment_task(path: str, data: str, settings: dict, device: str, labels: bool,

@@ -28,9 +28,10 @@ from .features import Patches, compute_patches, to_beat_grid
 from .labels import beat_chroma
 from .model_files import file_sha256, model_name, resolve_model
 from .model import SSMNet, cosine_ssm
-from .parallel import default_threads
+from .parallel import default_threads, default_workers, worker_threads
 from .peaks import novelty_to_boundaries
 from .sync import check_sync, sync_boundaries
+from .workers import map_in_processes
 
 if TYPE_CHECKING:  # the tracker is imported when a beat or bar mode first needs it
     from .beats import Beats, BeatTCN, BeatTracker
@@ -170,6 +171,42 @@ def _trivial(patches: Patches, source: str, why: str) -> Analysis:
                     duration=patches.duration, source=source)
 
 
+def front_end(y: np.ndarray, config: ModelConfig, sync: str, labels: bool,
+              n_threads: int) -> Patches:
+    """Patches of a mono signal at ``config.sample_rate``, with the log-mel kept where the
+    beat tracker will need it (beat and bar modes, labels, beat-grid models) and the
+    chroma for labels."""
+    keep_mel = labels or sync != "frame" or config.patch_grid == "beat"
+    return compute_patches(y, config, n_threads, keep_mel=keep_mel, keep_chroma=labels)
+
+
+@dataclass(frozen=True)
+class _AnalyzeTask:
+    """What a CPU worker process of :meth:`Analyzer.analyze_many` does with a file."""
+
+    analyzer: "Analyzer"
+    labels: bool
+
+    def __call__(self, path: str) -> Analysis:
+        return self.analyzer.analyze(path, labels=self.labels)
+
+
+@dataclass(frozen=True)
+class _DecodeTask:
+    """What a decoding worker process does for a GPU: decode and compute the patches (on
+    the model's front-end grid; a beat-grid model's patches are recut in the calling
+    process, where the tracker runs)."""
+
+    config: ModelConfig
+    sync: str
+    labels: bool
+
+    def __call__(self, path: str) -> Patches:
+        n_threads = torch.get_num_threads()
+        y = load_audio(path, self.config.sample_rate, n_threads)
+        return front_end(y, self.config, self.sync, self.labels, n_threads)
+
+
 class Analyzer:
     """A loaded model that segments audio files.
 
@@ -244,6 +281,17 @@ class Analyzer:
         self._tracker = None
         self._tracker_lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        # For spawned worker processes: the lock cannot be pickled; the tracker is loaded
+        # again where it is needed.
+        state = self.__dict__.copy()
+        state["_tracker"], state["_tracker_lock"] = None, None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._tracker_lock = threading.Lock()
+
     @property
     def config(self) -> ModelConfig:
         return self.model.config
@@ -279,10 +327,7 @@ class Analyzer:
 
     def _patches_of(self, y: np.ndarray, n_threads: int, sync: Optional[str], labels: bool
                     ) -> Patches:
-        keep_mel = (labels or check_sync(sync or self.sync) != "frame"
-                    or self.config.patch_grid == "beat")
-        patches = compute_patches(y, self.config, n_threads, keep_mel=keep_mel,
-                                  keep_chroma=labels)
+        patches = front_end(y, self.config, check_sync(sync or self.sync), labels, n_threads)
         return self._on_model_grid(patches)
 
     def _on_model_grid(self, patches: Patches) -> Patches:
@@ -452,7 +497,8 @@ class Analyzer:
         return 2 if default_threads() > torch.get_num_threads() else 0
 
     def analyze_many(self, paths: Iterable[PathLike], prefetch: Optional[int] = None,
-                     labels: bool = False, batch_tracks: int = 1
+                     labels: bool = False, batch_tracks: int = 1,
+                     workers: Optional[int] = None
                      ) -> Iterator[tuple[str, Union[Analysis, LearnedSSMError]]]:
         """Segment many files with the model loaded once.
 
@@ -463,30 +509,60 @@ class Analyzer:
         ----------
         paths : iterable of path-like
         prefetch : int >= 0 or None
-            Files decoded ahead in background threads, overlapping with the model. None:
-            :meth:`default_prefetch` (half the threads with a GPU; 2 when the CPU has cores
-            that torch does not use; else 0). On a CPU whose cores all run the encoder,
-            decoding ahead only competes with it and the batch is slower
-            (``bench/results/speed.md``, batch rows).
+            With ``workers=1``: files decoded ahead in background threads, overlapping with
+            the model. None: :meth:`default_prefetch` (half the threads with a GPU; 2 when
+            the CPU has cores that torch does not use; else 0). On a CPU whose cores all
+            run the encoder, decoding ahead only competes with it and the batch is slower
+            (``bench/results/speed.md``, batch rows). Unused with worker processes.
         labels : bool
             As in :meth:`analyze`.
         batch_tracks : int >= 1
             Files whose convolutions share one forward pass (:meth:`analyze_batch`): for
             GPUs; on a CPU, 1 (larger batches leave the caches and gain nothing).
+        workers : int >= 1 or None
+            Worker processes (:mod:`msaf_learned_ssm.workers`), each with
+            ``cores // workers`` threads. On a CPU each process segments whole files;
+            with a GPU they decode and compute the patches while the model runs here.
+            1: everything in this process. None: on a CPU,
+            :func:`~msaf_learned_ssm.parallel.default_workers` (one process per core,
+            no more than the files; measured in ``bench/results/speed.md``); with a
+            GPU, 1 (decoding threads, see ``prefetch``).
+
+        Raises
+        ------
+        ConfigError
+            ``batch_tracks``, ``prefetch`` or ``workers`` out of range.
         """
         if not isinstance(batch_tracks, int) or batch_tracks < 1:
             raise ConfigError(f"batch_tracks must be an integer >= 1, got {batch_tracks!r}")
-        if prefetch is None:
-            prefetch = self.default_prefetch()
+        if prefetch is not None and (not isinstance(prefetch, int) or prefetch < 0):
+            raise ConfigError(f"prefetch must be an integer >= 0, got {prefetch!r}")
+        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool)
+                                    or workers < 1):
+            raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
+        paths = [os.fsdecode(p) if isinstance(p, bytes) else str(p) for p in paths]
+        if workers is None:
+            workers = default_workers(len(paths)) if self.device.type == "cpu" else 1
+        workers = min(workers, max(1, len(paths)))
+        if workers > 1 and self.device.type == "cpu":
+            yield from map_in_processes(_AnalyzeTask(self, labels), paths, workers,
+                                        worker_threads(workers))
+            return
+        if workers > 1:
+            decoded = map_in_processes(_DecodeTask(self.config, self.sync, labels), paths,
+                                       workers, worker_threads(workers))
+        else:
+            decoded = self._decode_all(paths, self.default_prefetch() if prefetch is None
+                                       else prefetch, labels)
         pending: list[tuple[Patches, str]] = []
-        for path, decoded in self._decode_all([str(p) for p in paths], prefetch, labels):
-            if isinstance(decoded, LearnedSSMError):
+        for path, patches in decoded:
+            if isinstance(patches, LearnedSSMError):
                 # The files decoded before it come out first: results stay in order.
                 yield from self._analyze_pending(pending)
                 pending = []
-                yield path, decoded
+                yield path, patches
                 continue
-            pending.append((decoded, path))
+            pending.append((patches, path))
             if len(pending) >= batch_tracks:
                 yield from self._analyze_pending(pending)
                 pending = []

@@ -1,9 +1,27 @@
-"""How many threads the CPU work on one track (decoding, STFT) may use."""
+"""How many cores, threads and worker processes the CPU work may use.
+
+One rule for every way the package runs files in parallel (``analyze_many(workers=N)``,
+``segment --workers``, Dask workers, MSAF's collection mode): each of N worker processes on
+a host gets ``cores // N`` threads (:func:`worker_threads`), so that torch, BLAS and the STFT
+of the processes together never ask for more threads than the host has cores.
+"""
 
 from __future__ import annotations
 
 import os
 from typing import Optional
+
+#: Threads per worker process that :func:`default_workers` aims at on a CPU: one process
+#: per core. Each process then keeps its core busy through the serial parts of a file
+#: (decoding, resampling, peaks, labels) as well as the encoder. On 2 cores it is on par
+#: with one 2-thread process (0.97x to 1.19x over runs of ``bench/speed.py --collection``,
+#: ``bench/results/speed.md``: the encoder scales well on 2 threads); on 16 cores one
+#: process ran at the speed of about 2 cores (issue 24: 2.6 files/s), which is what the
+#: processes are for.
+THREADS_PER_WORKER = 1
+#: Memory one worker process may need (bytes): its RSS on a 3-4 minute track is about
+#: 0.5 GB, torch included (``bench/results/speed.md``); an hour-long file needs about 1.1 GB.
+WORKER_MEMORY_BYTES = 1 << 30
 
 
 def default_threads() -> int:
@@ -17,3 +35,47 @@ def default_threads() -> int:
 def resolve_threads(n_threads: Optional[int]) -> int:
     """``n_threads``, or :func:`default_threads` for None; at least 1."""
     return max(1, int(n_threads) if n_threads is not None else default_threads())
+
+
+def worker_threads(workers: int, cores: Optional[int] = None) -> int:
+    """Threads for each of ``workers`` processes sharing ``cores`` (default: this process's
+    cores): ``cores // workers``, at least 1."""
+    return max(1, resolve_threads(cores) // max(1, int(workers)))
+
+
+def available_memory() -> Optional[int]:
+    """Memory available to new processes (bytes; ``MemAvailable`` of ``/proc/meminfo``),
+    None where the OS does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def default_workers(n_files: Optional[int] = None, cores: Optional[int] = None,
+                    memory: Optional[int] = None) -> int:
+    """Worker processes for a collection on a CPU.
+
+    ``cores // THREADS_PER_WORKER``, no more than there are files nor than the available
+    memory holds (:data:`WORKER_MEMORY_BYTES` each), at least 1.
+
+    Parameters
+    ----------
+    n_files : int, optional
+        Files to segment (None: not known).
+    cores : int, optional
+        Cores to use (default: :func:`default_threads`).
+    memory : int, optional
+        Bytes available (default: :func:`available_memory`).
+    """
+    workers = resolve_threads(cores) // THREADS_PER_WORKER
+    memory = available_memory() if memory is None else memory
+    if memory is not None:
+        workers = min(workers, memory // WORKER_MEMORY_BYTES)
+    if n_files is not None:
+        workers = min(workers, n_files)
+    return max(1, int(workers))

@@ -38,8 +38,8 @@ def test_eval_path_equals_author_path():
                                    atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("prefetch", [None, 0, 2])
-def test_analyze_many_equals_analyze_and_reports_bad_files(tmp_path, prefetch):
+@pytest.mark.parametrize("prefetch, workers", [(None, None), (0, 1), (2, 1), (None, 2)])
+def test_analyze_many_equals_analyze_and_reports_bad_files(tmp_path, prefetch, workers):
     import soundfile as sf
 
     from msaf_learned_ssm import Analyzer, AudioLoadError
@@ -53,7 +53,7 @@ def test_analyze_many_equals_analyze_and_reports_bad_files(tmp_path, prefetch):
     bad = tmp_path / "notes.wav"
     bad.write_text("not audio\n" * 50)
     order = [paths[0], bad, paths[1]]
-    results = list(analyzer.analyze_many(order, prefetch=prefetch))
+    results = list(analyzer.analyze_many(order, prefetch=prefetch, workers=workers))
     assert [path for path, _ in results] == [str(p) for p in order]
     assert isinstance(results[1][1], AudioLoadError) and str(bad) in str(results[1][1])
     for (path, result) in (results[0], results[2]):
@@ -85,8 +85,11 @@ def test_tracks_batched_in_one_forward_pass_give_the_same_analyses(tmp_path, bat
     order = [paths[0], short, paths[1], bad, paths[2]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        batched = list(analyzer.analyze_many(order, prefetch=0, batch_tracks=batch_tracks))
-        single = list(analyzer.analyze_many(order, prefetch=0))
+        # workers=1: the batches are formed in this process (worker processes on a CPU
+        # analyse one file at a time).
+        batched = list(analyzer.analyze_many(order, prefetch=0, batch_tracks=batch_tracks,
+                                             workers=1))
+        single = list(analyzer.analyze_many(order, prefetch=0, workers=1))
     assert [p for p, _ in batched] == [str(p) for p in order]
     assert isinstance(batched[3][1], AudioLoadError)
     for (_, got), (_, expected) in zip(batched, single):

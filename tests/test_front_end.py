@@ -166,3 +166,14 @@ def test_chroma_from_the_log_mel_stft_equals_librosa_below_fmax(music):
     patches = compute_patches(y, config, 1, keep_chroma=True)
     np.testing.assert_allclose(patches.chroma, chroma, atol=1e-6)
     assert compute_patches(y, config, 1).chroma is None
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 6])
+def test_to_mono_is_the_mean_of_the_channels_bit_for_bit(channels):
+    from msaf_learned_ssm.audio import to_mono
+
+    rng = np.random.default_rng(channels)
+    interleaved = rng.uniform(-1, 1, (44100, channels)).astype(np.float32)
+    data = interleaved.T  # as decoders give it: each channel row strided
+    np.testing.assert_array_equal(to_mono(data), data.mean(axis=0))
+    assert to_mono(data).dtype == np.float32 and to_mono(data).shape == (44100,)

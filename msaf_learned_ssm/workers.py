@@ -1,0 +1,181 @@
+"""Worker processes for :meth:`Analyzer.analyze_many <msaf_learned_ssm.inference.Analyzer.analyze_many>`.
+
+On a CPU, one process segmenting one file at a time with all cores leaves cores idle
+while a file is decoded and its peaks are picked, and the encoder's small convolutions do
+not scale linearly over threads. N processes, each analysing whole files with
+``cores // N`` threads (:func:`~msaf_learned_ssm.parallel.worker_threads`), keep every core
+busy. With a GPU the model stays in the calling process and the worker processes decode
+and compute the patches (the CPU part), which keeps the GPU fed.
+
+Details that matter to a user:
+
+* Results come back in input order; a file that fails gives its error in its place and
+  the others go on (a worker process that dies, killed or out of memory, fails the files
+  it held, and a new process takes over the rest).
+* Warnings raised in a worker (short audio, a truncated file) are re-issued in the calling
+  process, so they reach its warning filters and handlers.
+* Ctrl-C stops the run: the workers ignore SIGINT, the calling process cancels the queued
+  files and ends the workers.
+* On Linux the workers are forked (they share the loaded model's memory and start in
+  milliseconds); elsewhere they are spawned, which needs the usual
+  ``if __name__ == "__main__":`` guard in the calling script.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import sys
+import warnings
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from .errors import LearnedSSMError
+
+__all__ = ["WorkerDiedError", "map_in_processes", "process_context"]
+
+#: Files queued per worker ahead of the one it runs: keeps workers busy without holding
+#: many decoded files in memory.
+QUEUED_PER_WORKER = 2
+
+
+class WorkerDiedError(LearnedSSMError):
+    """A worker process ended while it held a file (killed, out of memory, a crash in a
+    decoder)."""
+
+
+def process_context() -> multiprocessing.context.BaseContext:
+    """Start method of the workers: fork on Linux (the model's memory is shared, no
+    re-import), spawn elsewhere (fork is unsafe on macOS)."""
+    if sys.platform.startswith("linux"):
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+# Set in each worker process by _init_worker: what it runs on each item.
+_TASK: Optional[Callable[[Any], Any]] = None
+
+
+def _init_worker(task: Callable[[Any], Any], threads: int) -> None:
+    """Worker start: its share of threads, its task; SIGINT left to the calling process."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)  # numpy's BLAS and OpenMP, for the life of the process
+    global _TASK
+    _TASK = task
+
+
+def _run_task(item: Any) -> tuple[Any, list[tuple[str, type]]]:
+    """Run the worker's task on ``item``; its result (or LearnedSSMError) and the warnings
+    it raised, to re-issue in the calling process."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # the calling process's filters decide, not ours
+        try:
+            result = _TASK(item)
+        except LearnedSSMError as exc:
+            result = exc
+    return result, [(str(w.message), w.category) for w in caught]
+
+
+def _start_pool(task: Callable[[Any], Any], workers: int, threads: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(workers, mp_context=process_context(),
+                               initializer=_init_worker, initargs=(task, threads))
+
+
+def _submit(pool: ProcessPoolExecutor, item: Any) -> Future:
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns on every fork of a process that has threads (torch's pool);
+        # the workers only run torch after resetting its threads, as DataLoader's do.
+        warnings.filterwarnings("ignore", message=r".*use of fork\(\) may lead to deadlocks",
+                                category=DeprecationWarning)
+        return pool.submit(_run_task, item)
+
+
+def _stop(pool: ProcessPoolExecutor, now: bool) -> None:
+    """Shut the pool down; ``now``: cancel queued items and end running ones (Ctrl-C,
+    an abandoned iteration) instead of letting them finish."""
+    processes = list((getattr(pool, "_processes", None) or {}).values()) if now else []
+    pool.shutdown(wait=not now, cancel_futures=True)
+    for process in processes:  # no public way before Python 3.14 (terminate_workers)
+        if process.is_alive():
+            process.terminate()
+
+
+def map_in_processes(task: Callable[[Any], Any], items: Sequence[Any], workers: int,
+                     threads: int, describe: Callable[[Any], str] = str
+                     ) -> Iterator[tuple[Any, Any]]:
+    """``(item, task(item))`` for each item, in order, computed by ``workers`` processes.
+
+    Parameters
+    ----------
+    task : callable
+        Run in a worker on each item (picklable where workers are spawned). A
+        :class:`LearnedSSMError` it raises is returned as that item's result; another
+        exception propagates (a bug, not a bad file).
+    items : sequence
+    workers : int >= 1
+        Worker processes.
+    threads : int >= 1
+        Torch and BLAS threads of each worker.
+    describe : callable
+        Names an item in the error of a worker that died.
+
+    Yields
+    ------
+    (item, result or LearnedSSMError)
+    """
+    pool = _start_pool(task, workers, threads)
+    pending: deque[tuple[Any, Future]] = deque()
+    upcoming = iter(items)
+    finished = False
+    try:
+        while True:
+            while len(pending) < workers * (1 + QUEUED_PER_WORKER):
+                item = next(upcoming, _END)
+                if item is _END:
+                    break
+                pending.append((item, _submit(pool, item)))
+            if not pending:
+                break
+            item, future = pending.popleft()
+            try:
+                result, caught = future.result()
+            except BrokenProcessPool:
+                # A worker died and took the pool down: the culprit may be any file in
+                # flight. This one is tried again alone in a new pool and fails only if
+                # it kills that one too; the others are queued again.
+                pool = _restart(pool, task, workers, threads)
+                try:
+                    result, caught = _submit(pool, item).result()
+                except BrokenProcessPool:
+                    result, caught = WorkerDiedError(
+                        f"{describe(item)}: the worker process analysing it ended "
+                        "unexpectedly (killed, out of memory, or a crash in a decoder)"), []
+                    pool = _restart(pool, task, workers, threads)
+                pending = deque((queued, done if _succeeded(done) else _submit(pool, queued))
+                                for queued, done in pending)
+            for message, category in caught:
+                warnings.warn(message, category, stacklevel=2)
+            yield item, result
+        finished = True
+    finally:
+        _stop(pool, now=not finished)
+
+
+_END = object()
+
+
+def _restart(pool: ProcessPoolExecutor, task: Callable[[Any], Any], workers: int,
+             threads: int) -> ProcessPoolExecutor:
+    _stop(pool, now=True)
+    return _start_pool(task, workers, threads)
+
+
+def _succeeded(future: Future) -> bool:
+    """The future finished with a result (not broken, not cancelled)."""
+    return future.done() and not future.cancelled() and future.exception() is None
