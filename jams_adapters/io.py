@@ -345,6 +345,7 @@ def _update_estimation(path: Path, intervals: np.ndarray, label_strs: list, dura
                                        annotator=sandbox["boundaries_id"], sandbox=sandbox)
         beat_ann.annotation_metadata.version = _msaf_version()
         beat_ann.annotation_metadata.data_source = "MSAF"
-        beat_ann.annotation_metadata.annotation_tools = "msaf-learned-ssm"
+        beat_ann.annotation_metadata.annotation_tools = (
+            f"msaf-learned-ssm (beat tracker: {sandbox.get('ssm_beats', 'package')})")
         jam.annotations.append(beat_ann)
     return save_jams_atomic(jam, path, overwrite=overwrite)

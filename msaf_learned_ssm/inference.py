@@ -119,6 +119,9 @@ class Analysis:
         Beat-synchronous chroma (analyses made with ``labels=True``), for :meth:`labels`.
     chroma_times : np.ndarray, shape (n_rows,), or None
         Start time of each chroma row (s).
+    beat_tracker : str
+        The beat tracker of the analysis (``"package"`` or ``"madmom"``), whether or not
+        its beats were needed.
     """
 
     boundaries: np.ndarray
@@ -132,6 +135,7 @@ class Analysis:
     beats: Optional["Beats"] = None
     chroma: Optional[np.ndarray] = None
     chroma_times: Optional[np.ndarray] = None
+    beat_tracker: str = "package"
 
     def ssm(self) -> np.ndarray:
         """Scaled cosine SSM of the embeddings, shape (T, T), values in [0, 1]."""
@@ -171,13 +175,31 @@ def _trivial(patches: Patches, source: str, why: str) -> Analysis:
                     duration=patches.duration, source=source)
 
 
+def needs_beats(config: ModelConfig, sync: str, labels: bool) -> bool:
+    """Whether an analysis needs the beats: beat and bar modes, labels (beat-synchronous
+    chroma), beat-grid models."""
+    return labels or sync != "frame" or config.patch_grid == "beat"
+
+
 def front_end(y: np.ndarray, config: ModelConfig, sync: str, labels: bool,
-              n_threads: int) -> Patches:
+              n_threads: int, beat_backend: str = "package",
+              beat_audio: Optional[tuple[np.ndarray, int]] = None) -> Patches:
     """Patches of a mono signal at ``config.sample_rate``, with the log-mel kept where the
-    beat tracker will need it (beat and bar modes, labels, beat-grid models) and the
-    chroma for labels."""
-    keep_mel = labels or sync != "frame" or config.patch_grid == "beat"
-    return compute_patches(y, config, n_threads, keep_mel=keep_mel, keep_chroma=labels)
+    package's beat tracker will need it, and the chroma for labels.
+
+    With ``beat_backend="madmom"`` the beats are tracked here, from ``beat_audio``
+    (``(signal, rate)``, the file decoded at madmom's rate; default ``y``), since madmom
+    works on the audio, not on the log-mel.
+    """
+    beats_needed = needs_beats(config, sync, labels)
+    patches = compute_patches(y, config, n_threads, keep_mel=beats_needed,
+                              keep_chroma=labels)
+    if beats_needed and beat_backend == "madmom":
+        from .madmom_beats import shared_madmom_tracker
+
+        patches.beats = shared_madmom_tracker().track(
+            *(beat_audio or (y, config.sample_rate)))
+    return patches
 
 
 @dataclass(frozen=True)
@@ -200,11 +222,25 @@ class _DecodeTask:
     config: ModelConfig
     sync: str
     labels: bool
+    beat_backend: str = "package"
 
     def __call__(self, path: str) -> Patches:
         n_threads = torch.get_num_threads()
-        y = load_audio(path, self.config.sample_rate, n_threads)
-        return front_end(y, self.config, self.sync, self.labels, n_threads)
+        return _file_patches(path, self.config, self.sync, self.labels, n_threads,
+                             self.beat_backend)
+
+
+def _file_patches(path: PathLike, config: ModelConfig, sync: str, labels: bool,
+                  n_threads: int, beat_backend: str) -> Patches:
+    """Decode ``path`` and compute its patches (and madmom's beats: the file decoded again
+    at madmom's rate, 44.1 kHz, where the model's 22.05 kHz would cut its filters)."""
+    y = load_audio(path, config.sample_rate, n_threads)
+    beat_audio = None
+    if beat_backend == "madmom" and needs_beats(config, sync, labels):
+        from .madmom_beats import MADMOM_SAMPLE_RATE
+
+        beat_audio = (load_audio(path, MADMOM_SAMPLE_RATE, n_threads), MADMOM_SAMPLE_RATE)
+    return front_end(y, config, sync, labels, n_threads, beat_backend, beat_audio)
 
 
 class Analyzer:
@@ -226,8 +262,11 @@ class Analyzer:
         Where boundaries may fall: at novelty peaks (``"frame"``), or moved to the nearest
         beat or downbeat of the package's beat tracker (:mod:`msaf_learned_ssm.beats`).
         Default: the model file's own (``sync`` in the file), else ``"frame"``.
-    beat_model : path-like or BeatTCN, optional
-        Beat tracker for the beat and bar modes (default: the shipped one).
+    beat_model : path-like, BeatTCN or "madmom", optional
+        Beat tracker for the beat and bar modes and the labels: the package's (default:
+        the shipped one, or this tracker file or module), or ``"madmom"``, madmom's RNN
+        and DBN downbeat tracker (:mod:`msaf_learned_ssm.madmom_beats`; an optional
+        install, its models licensed CC BY-NC-SA 4.0).
     precision : {"float32", "bfloat16", "float16"}
         Arithmetic of the encoder and novelty head: float32, or mixed precision
         (``torch.autocast``) for throughput on GPUs; the novelty curve stays within
@@ -249,7 +288,7 @@ class Analyzer:
     def __init__(self, model: Union[PathLike, SSMNet, None] = None,
                  device: Union[str, torch.device] = "auto",
                  peaks: Optional[PeakConfig] = None, sync: Optional[str] = None,
-                 beat_model: Union[PathLike, "BeatTCN", None] = None,
+                 beat_model: Union[PathLike, "BeatTCN", str, None] = None,
                  precision: str = "float32") -> None:
         if precision not in _AUTOCAST_DTYPES:
             raise ConfigError(f"precision must be one of {', '.join(_AUTOCAST_DTYPES)}, "
@@ -277,7 +316,13 @@ class Analyzer:
             self.model.encoder.conv_chunk = CPU_CONV_CHUNK
         self.peaks = model_peaks if peaks is None else peaks
         self.sync = model_sync if sync is None else check_sync(sync)
-        self._beat_model = beat_model
+        self.beat_backend = "madmom" if isinstance(beat_model, str) and beat_model == "madmom" \
+            else "package"
+        if self.beat_backend == "madmom":
+            from .madmom_beats import import_madmom
+
+            import_madmom()  # a missing install is said now, not at the first file
+        self._beat_model = None if self.beat_backend == "madmom" else beat_model
         self._tracker = None
         self._tracker_lock = threading.Lock()
 
@@ -297,8 +342,40 @@ class Analyzer:
         return self.model.config
 
     @property
+    def beat_tracker_identity(self) -> dict:
+        """What outputs record about the beat tracker: ``name`` ("package" or "madmom")
+        and its file's SHA-256 or madmom's version."""
+        if self.beat_backend == "madmom":
+            from .madmom_beats import madmom_version
+
+            return {"name": "madmom", "version": madmom_version()}
+        from .beats import DEFAULT_BEAT_MODEL
+
+        model = self._beat_model
+        if model is None or isinstance(model, (str, os.PathLike)):
+            path = Path(model or DEFAULT_BEAT_MODEL)
+            return {"name": "package", "file": path.name,
+                    "sha256": file_sha256(path) if path.is_file() else None}
+        return {"name": "package", "file": "<in-memory tracker>", "sha256": None}
+
+    def _beats_of(self, patches: Patches) -> "Beats":
+        """The track's beats: those tracked with its patches, else the package tracker's
+        from the log-mel."""
+        if patches.beats is not None:
+            return patches.beats
+        if self.beat_backend == "madmom":
+            raise ConfigError("the madmom beat tracker works on the audio: segment with "
+                              "analyze, analyze_audio or analyze_many (patches from "
+                              "compute_patches carry no audio)")
+        if patches.mel is None:
+            raise ConfigError("beat and bar modes, labels and beat-grid models need the "
+                              "log-mel: compute the patches with compute_patches(..., "
+                              "keep_mel=True)")
+        return self.tracker.track_mel(patches.mel)
+
+    @property
     def tracker(self) -> "BeatTracker":
-        """The beat tracker (loaded on first use), on this Analyzer's device."""
+        """The package's beat tracker (loaded on first use), on this Analyzer's device."""
         with self._tracker_lock:
             if self._tracker is None:
                 from .beats import BeatTracker
@@ -322,12 +399,14 @@ class Analyzer:
         ``labels``: also the chroma, and the log-mel for the beats labels are synced to.
         """
         n_threads = n_threads or torch.get_num_threads()
-        y = load_audio(path, self.config.sample_rate, n_threads)
-        return self._patches_of(y, n_threads, sync, labels)
+        return self._on_model_grid(_file_patches(path, self.config,
+                                                 check_sync(sync or self.sync), labels,
+                                                 n_threads, self.beat_backend))
 
-    def _patches_of(self, y: np.ndarray, n_threads: int, sync: Optional[str], labels: bool
-                    ) -> Patches:
-        patches = front_end(y, self.config, check_sync(sync or self.sync), labels, n_threads)
+    def _patches_of(self, y: np.ndarray, n_threads: int, sync: Optional[str], labels: bool,
+                    beat_audio: Optional[tuple[np.ndarray, int]] = None) -> Patches:
+        patches = front_end(y, self.config, check_sync(sync or self.sync), labels, n_threads,
+                            self.beat_backend, beat_audio)
         return self._on_model_grid(patches)
 
     def _on_model_grid(self, patches: Patches) -> Patches:
@@ -338,8 +417,7 @@ class Analyzer:
         if patches.mel is None:
             raise ConfigError(f"{self.identity['name']} is a beat-grid model: compute the "
                               "patches with compute_patches(..., keep_mel=True)")
-        beats = patches.beats if patches.beats is not None else self.tracker.track_mel(patches.mel)
-        return to_beat_grid(patches, beats, self.config)
+        return to_beat_grid(patches, self._beats_of(patches), self.config)
 
     def analyze_patches(self, patches: Patches, source: str = "<array>",
                         peaks: Optional[PeakConfig] = None, sync: Optional[str] = None
@@ -382,6 +460,7 @@ class Analyzer:
             why = self._trivial_reason(patches)
             if why:
                 results[i] = _trivial(patches, source, why)
+                results[i].beat_tracker = self.beat_backend
             else:
                 todo.append(i)
         if todo:
@@ -421,11 +500,7 @@ class Analyzer:
         sync = check_sync(sync or self.sync)
         beats, chroma, chroma_times = patches.beats, None, None
         if sync != "frame" or patches.chroma is not None:
-            if beats is None and patches.mel is None:
-                raise ConfigError(f"sync={sync!r} and labels need the log-mel: compute the "
-                                  "patches with compute_patches(..., keep_mel=True)")
-            if beats is None:
-                beats = self.tracker.track_mel(patches.mel)
+            beats = self._beats_of(patches)
             boundaries = sync_boundaries(boundaries, beats, sync)
         if patches.chroma is not None:
             chroma_times, chroma = beat_chroma(
@@ -434,7 +509,8 @@ class Analyzer:
                         peaks=found, patch_times=patches.times, novelty=novelty_np,
                         embeddings=embeddings.float().cpu().numpy(),
                         duration=patches.duration, source=source, sync=sync, beats=beats,
-                        chroma=chroma, chroma_times=chroma_times)
+                        chroma=chroma, chroma_times=chroma_times,
+                        beat_tracker=self.beat_backend)
 
     def analyze_audio(self, y: np.ndarray, sample_rate: Optional[int] = None,
                       labels: bool = False) -> Analysis:
@@ -458,9 +534,11 @@ class Analyzer:
             raise ConfigError("audio holds no samples")
         sr = (self.config.sample_rate if sample_rate is None
               else check_sample_rate(sample_rate))
+        beat_audio = (y, sr)
         if sr != self.config.sample_rate:
             y = resample(y, sr, self.config.sample_rate)
-        return self.analyze_patches(self._patches_of(y, torch.get_num_threads(), None, labels))
+        return self.analyze_patches(self._patches_of(y, torch.get_num_threads(), None, labels,
+                                                     beat_audio))
 
     def analyze(self, path: PathLike, peaks: Optional[PeakConfig] = None,
                 sync: Optional[str] = None, labels: bool = False) -> Analysis:
@@ -544,13 +622,22 @@ class Analyzer:
         if workers is None:
             workers = default_workers(len(paths)) if self.device.type == "cpu" else 1
         workers = min(workers, max(1, len(paths)))
+        if workers > 1 and needs_beats(self.config, self.sync, labels):
+            # Loaded once here, before the workers fork, rather than once per worker.
+            if self.beat_backend == "madmom":
+                from .madmom_beats import shared_madmom_tracker
+
+                shared_madmom_tracker()
+            elif self.device.type == "cpu":
+                self.tracker
         if workers > 1 and self.device.type == "cpu":
             yield from map_in_processes(_AnalyzeTask(self, labels), paths, workers,
                                         worker_threads(workers))
             return
         if workers > 1:
-            decoded = map_in_processes(_DecodeTask(self.config, self.sync, labels), paths,
-                                       workers, worker_threads(workers))
+            decoded = map_in_processes(_DecodeTask(self.config, self.sync, labels,
+                                                   self.beat_backend),
+                                       paths, workers, worker_threads(workers))
         else:
             decoded = self._decode_all(paths, self.default_prefetch() if prefetch is None
                                        else prefetch, labels)
@@ -621,14 +708,20 @@ _SHARED: dict = {}
 
 
 def shared_analyzer(model: Union[str, os.PathLike, None] = "default",
-                    device: Union[str, torch.device] = "auto") -> Analyzer:
-    """An :class:`Analyzer` for (model, device) loaded once per process and then reused.
+                    device: Union[str, torch.device] = "auto",
+                    beats: Optional[str] = None) -> Analyzer:
+    """An :class:`Analyzer` for (model, device, beat tracker) loaded once per process and
+    then reused (``beats``: "package", the default, or "madmom").
 
     For workers that segment many files one call at a time (MSAF's batch workers, Dask
     workers): the model is loaded once, not per file.
     """
-    key = (str(model if model is not None else "default"), str(device))
+    from .madmom_beats import check_beat_backend
+
+    backend = check_beat_backend(beats)
+    key = (str(model if model is not None else "default"), str(device), backend)
     with _SHARED_LOCK:
         if key not in _SHARED:
-            _SHARED[key] = Analyzer(model, device)
+            _SHARED[key] = Analyzer(model, device,
+                                    beat_model="madmom" if backend == "madmom" else None)
         return _SHARED[key]

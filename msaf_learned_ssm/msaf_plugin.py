@@ -95,6 +95,10 @@ config: dict[str, Any] = {
     # Where boundaries fall: "frame" (novelty peaks), "beat" or "bar" (moved to the nearest
     # beat / downbeat of the package's beat tracker); None: the model file's own.
     "ssm_sync": None,
+    # Beat tracker of the beat and bar modes and of the labels' beat-synchronous chroma:
+    # "package" (the shipped one) or "madmom" (an optional install, models CC BY-NC-SA 4.0;
+    # see msaf_learned_ssm.madmom_beats).
+    "ssm_beats": "package",
     # Labels: segments whose similarity (in [0, 1]: the learned one weighted with the
     # 2D-FMC similarity of beat-synchronous chroma, labels.DEFAULT_CHROMA_WEIGHT) is at
     # least this share a label (average-linkage clustering), or "auto" (number of labels
@@ -139,6 +143,11 @@ def _check_value(key: str, value: Any) -> None:
             ok = False
         from .sync import SYNC_MODES
         expected = f"one of {', '.join(SYNC_MODES)} or None"
+    elif key == "ssm_beats":
+        from .madmom_beats import BEAT_BACKENDS
+
+        ok = isinstance(value, str) and value in BEAT_BACKENDS
+        expected = f"one of {', '.join(BEAT_BACKENDS)}"
     elif key == "ssm_label_threshold":
         ok = value == "auto" if isinstance(value, str) else (
             isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -205,7 +214,8 @@ def recorded_settings(cfg: dict) -> dict:
     identity, peaks, sync = _model_record(str(path), st.st_size, st.st_mtime_ns)
     given = cfg.get("ssm_sync")
     return estimation_config(identity, peak_config(cfg, peaks),
-                             check_sync(given) if given is not None else sync)
+                             check_sync(given) if given is not None else sync,
+                             cfg.get("ssm_beats") or "package")
 
 
 def _is_ours(boundaries_id: Optional[str], labels_id: Optional[str]) -> bool:
@@ -284,11 +294,12 @@ def install_estimation_records() -> None:
     msaf_io.save_estimations, msaf_io.read_estimations = save_estimations, read_estimations
 
 
-def get_analyzer(model: str = "default", device: str = "auto"):
-    """The process's shared :class:`~msaf_learned_ssm.inference.Analyzer` for (model, device)."""
+def get_analyzer(model: str = "default", device: str = "auto", beats: str = "package"):
+    """The process's shared :class:`~msaf_learned_ssm.inference.Analyzer` for (model,
+    device, beat tracker)."""
     from .inference import shared_analyzer
 
-    return shared_analyzer(model, device)
+    return shared_analyzer(model, device, beats)
 
 
 def times_to_frame_indices(times: np.ndarray, frame_times: np.ndarray) -> np.ndarray:
@@ -374,7 +385,8 @@ class Segmenter(SegmenterInterface):
 
     def _analyzer(self):
         check_config(self.config)
-        return get_analyzer(self._setting("ssm_model"), self._setting("ssm_device"))
+        return get_analyzer(self._setting("ssm_model"), self._setting("ssm_device"),
+                            self._setting("ssm_beats"))
 
     def _setting(self, key: str) -> Any:
         """A setting from MSAF's config, or this module's default when MSAF's lacks it."""

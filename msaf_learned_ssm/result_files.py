@@ -22,10 +22,13 @@ from .fileio import PathLike, atomic_open, audio_identity, segments_csv
 __all__ = ["estimation_config", "write_results"]
 
 
-def estimation_config(identity: dict, peaks: PeakConfig, sync: str = "frame") -> dict:
-    """The settings an estimation records: model name and SHA-256, peak picking, sync mode."""
+def estimation_config(identity: dict, peaks: PeakConfig, sync: str = "frame",
+                      beats: str = "package") -> dict:
+    """The settings an estimation records: model name and SHA-256, peak picking, sync mode,
+    beat tracker (``"package"`` or ``"madmom"``)."""
     return {"ssm_model": identity["name"], "ssm_model_sha256": identity["sha256"],
-            **{f"ssm_peak_{k}": v for k, v in peaks.to_dict().items()}, "ssm_sync": sync}
+            **{f"ssm_peak_{k}": v for k, v in peaks.to_dict().items()}, "ssm_sync": sync,
+            "ssm_beats": beats}
 
 
 def write_results(plan, result, identity: dict, peaks: PeakConfig, labels: bool = True,
@@ -68,7 +71,8 @@ def write_results(plan, result, identity: dict, peaks: PeakConfig, labels: bool 
         if plan.data is not None:
             written.append(_backup(plan.data))
             _write_data(plan.data, result, seg_labels,
-                        estimation_config(identity, peaks, result.sync), overwrite,
+                        estimation_config(identity, peaks, result.sync,
+                                          result.beat_tracker), overwrite,
                         audio if audio is not None else result.source)
         if png is not None:
             written.append(_backup(plan.plot))
