@@ -515,6 +515,16 @@ class BeatTracker:
         return self.track_mel(standardize_bands(log_mel(y, self.config.model_config, n_threads)))
 
 
+def package_tracker_identity(path: Optional[PathLike] = None) -> dict:
+    """What a model file or an estimation records about the package's tracker: ``name``
+    ("package"), its ``file`` name and SHA-256 (``sha256``; None when it is missing)."""
+    from .model_files import file_sha256
+
+    path = Path(path or DEFAULT_BEAT_MODEL)
+    return {"name": "package", "file": path.name,
+            "sha256": file_sha256(path) if path.is_file() else None}
+
+
 _SHARED_TRACKER: dict = {}
 
 

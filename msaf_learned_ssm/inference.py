@@ -349,13 +349,11 @@ class Analyzer:
             from .madmom_beats import madmom_version
 
             return {"name": "madmom", "version": madmom_version()}
-        from .beats import DEFAULT_BEAT_MODEL
+        from .beats import package_tracker_identity
 
         model = self._beat_model
         if model is None or isinstance(model, (str, os.PathLike)):
-            path = Path(model or DEFAULT_BEAT_MODEL)
-            return {"name": "package", "file": path.name,
-                    "sha256": file_sha256(path) if path.is_file() else None}
+            return package_tracker_identity(model)
         return {"name": "package", "file": "<in-memory tracker>", "sha256": None}
 
     def _beats_of(self, patches: Patches) -> "Beats":

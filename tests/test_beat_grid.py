@@ -183,6 +183,11 @@ def test_fine_tuning_a_frame_model_on_the_beat_grid(tmp_path, fixed_beats):
     model, _ = load_model(tmp_path / "b.pt")
     assert model.config.patch_grid == "beat" and model.config.attention_layers == 1
     assert read_checkpoint(tmp_path / "b.pt")["train_config"]["init"].startswith("a.pt")
+    # The beat tracker that cut the training patches is recorded; a frame model has none.
+    from msaf_learned_ssm.beats import package_tracker_identity
+
+    assert read_checkpoint(tmp_path / "b.pt")["beat_tracker"] == package_tracker_identity()
+    assert "beat_tracker" not in read_checkpoint(tmp_path / "a.pt")
     result = CliRunner().invoke(main, [
         "train", str(corpus), "--out", str(tmp_path / "c.pt"), "--init", str(tmp_path / "a.pt"),
         "--patch-grid", "beat", "--epochs", "1", "--val-split", "0.34", "--device", "cpu",

@@ -53,6 +53,7 @@ from tqdm.auto import tqdm
 from msaf_learned_ssm_jams.fileio import PathLike
 from msaf_learned_ssm.checkpoint import (atomic_torch_save, checkpoint_dict, load_model,
                                          read_checkpoint)
+from msaf_learned_ssm.beats import package_tracker_identity
 from msaf_learned_ssm.config import ModelConfig, PeakConfig
 from msaf_learned_ssm.errors import CheckpointError, ConfigError, LearnedSSMError, OutputError
 from msaf_learned_ssm.fileio import atomic_write_text
@@ -1112,8 +1113,13 @@ def _end_epoch(state: TrainState, val_examples: Sequence[Example], peaks: PeakCo
     if state.best is None or scores["score"] > state.best["val_score"] + 1e-9:
         state.best, state.stale = dict(record), 0
         if main:
+            # A beat-grid model learned on the package tracker's beats: the file says
+            # which tracker (and which version of it) cut its patches.
+            tracker = ({"beat_tracker": package_tracker_identity()}
+                       if state.model.config.patch_grid == "beat" else {})
             _save(best_path, checkpoint_dict(state.model, epoch=state.epoch + 1,
-                                             metrics=record, train_config=asdict(state.config)))
+                                             metrics=record, train_config=asdict(state.config),
+                                             **tracker))
     else:
         state.stale += 1
     state.epoch, state.position, state.running = state.epoch + 1, 0, _zero_running()
