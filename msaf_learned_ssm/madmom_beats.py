@@ -24,11 +24,14 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .beats import Beats
 
 __all__ = ["BEAT_BACKENDS", "INSTALL_HINT", "MadmomTracker", "check_beat_backend",
            "import_madmom", "shared_madmom_tracker"]
