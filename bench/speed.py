@@ -512,7 +512,9 @@ def collection_rows(model_path: str, mp3s: list[Path], flacs: list[Path], say,
                         "--labels")
     gpu_rows = []
     if torch.cuda.is_available():
-        files = {"MP3": ",".join(map(str, mp3s * 3)), "FLAC": ",".join(map(str, flacs * 3))}
+        files = {"MP3": ",".join(map(str, mp3s * 3))}
+        if flacs:
+            files["FLAC"] = ",".join(map(str, flacs * 3))
         for kind, listing in files.items():
             for n in [1] + [c for c in (4, 8, 16) if c <= cores]:
                 label = (f"GPU, {kind}, decoding threads (`workers=1`, default prefetch)"
