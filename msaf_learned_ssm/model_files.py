@@ -12,6 +12,8 @@ Models shipped in the package (``msaf_learned_ssm/models/``) are selected by nam
   predecessor, trained on piano renders (MIT). See ``MODEL_CARD.md``.
 * ``nbatt3-teach``: ``author-nbatt3`` fine-tuned on band renders and, through the teacher
   loss, on unlabelled real music (LGPL-3.0, derived from the author's weights): a candidate.
+* ``nbatt3-decor-teach``: the same recipe on band renders whose section cues are
+  decorrelated from the structure (no groove/fill/crash shortcut): a candidate.
 * ``default``: an alias of :data:`DEFAULT_MODEL`, the model that scored best on real
   recordings (``author-nbatt3``); outputs name the model it stands for.
 
@@ -38,6 +40,7 @@ NAMED_MODELS = {
     "pop909-band": "pop909-band.pt",
     "pop909-piano": "pop909-piano.pt",
     "nbatt3-teach": "nbatt3-teach.pt",
+    "nbatt3-decor-teach": "nbatt3-decor-teach.pt",
 }
 
 #: The model ``"default"`` (and no model named) stands for. Real band recordings scored
