@@ -147,7 +147,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="comma-separated teacher models; given: agreement on every "
                              f"corpus (default {','.join(DEFAULT_TEACHERS)}, on corpora "
                              "without references)")
-    parser.add_argument("--tracker", default=None, help="beat tracker file (default shipped)")
+    parser.add_argument("--tracker", default=None,
+                        help="beat tracker file (default shipped), or 'madmom' (optional "
+                             "install; tracks from the audio at 44.1 kHz)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, auto...")
     parser.add_argument("--jobs", type=int, default=default_threads(),
                         help="files scored at a time, in threads (default: the cores this "
@@ -372,6 +374,14 @@ def file_inputs(audio: Path, configs: dict, tracker, clock: Stopwatch) -> tuple[
             signal = y if config.sample_rate == rate else resample(y, rate, config.sample_rate)
             patches[key] = compute_patches(signal, config, threads, keep_mel=True)
     with clock.stage("beats"):
+        if getattr(tracker, "name", None) == "madmom":
+            from msaf_learned_ssm.madmom_beats import MADMOM_SAMPLE_RATE
+
+            beats = tracker.track(load_audio(audio, MADMOM_SAMPLE_RATE, threads),
+                                  MADMOM_SAMPLE_RATE)
+            for p in patches.values():
+                p.beats = beats
+            return patches, beats
         key = frontend_key(tracker.config.model_config)
         if key in patches:
             beats = tracker.track_mel(patches[key].mel)
@@ -762,7 +772,12 @@ def prepare(args: argparse.Namespace) -> tuple[list, Scoring]:
     for config in [c.analyzer.config for c in candidates] + \
             ([teachers.config] if teachers else []):
         configs.setdefault(frontend_key(config), config)
-    tracker = candidates[0].analyzer.tracker  # checks its front-end against the model's
+    if args.tracker == "madmom":
+        from msaf_learned_ssm.madmom_beats import shared_madmom_tracker
+
+        tracker = shared_madmom_tracker()
+    else:
+        tracker = candidates[0].analyzer.tracker  # checks its front-end against the model's
     return corpora, Scoring(candidates, configs, tracker, teachers, args.teachers is not None,
                             args.namespace, args.annotator)
 

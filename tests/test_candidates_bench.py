@@ -129,3 +129,35 @@ def test_bad_inputs_are_one_line_errors(bench, corpora, tmp_path, capsys):
     assert len(errors) == 2 and all(e.startswith("error: ") for e in errors)
     assert "nowhere" in errors[0] and "missing.pt" in errors[1]
     assert not out.exists()
+
+
+def test_madmom_tracker_gives_the_beats(bench, corpora, tmp_path, monkeypatch):
+    """--tracker madmom: the beats (bar placement, beat-grid models) come from madmom,
+    tracked from the audio at 44.1 kHz (a stand-in here: madmom is an optional install)."""
+    from msaf_learned_ssm import ModelConfig, madmom_beats
+    from msaf_learned_ssm.beats import Beats
+
+    calls = []
+
+    class Grid:
+        name = "madmom"
+
+        def track(self, y, sample_rate):
+            calls.append(sample_rate)
+            times = np.arange(0.25, len(y) / sample_rate, 0.5)
+            return Beats(times, np.arange(len(times)) % 3 + 1)
+
+    monkeypatch.setattr(madmom_beats, "import_madmom", lambda: None)
+    monkeypatch.setattr(madmom_beats, "shared_madmom_tracker", Grid)
+    labelled, ids, _ = corpora
+    audio = labelled / "audio" / "t0.wav"
+    config = ModelConfig()
+    patches, beats = bench.file_inputs(audio, {bench.frontend_key(config): config}, Grid(),
+                                       bench.Stopwatch())
+    assert calls == [44100]
+    np.testing.assert_allclose(beats.times[:3], [0.25, 0.75, 1.25])
+    assert all(p.beats is beats for p in patches.values())
+    assert bench.main(["--models", "author-nbatt1", "--corpus", str(labelled), "--ids",
+                       str(ids), "--tracker", "madmom", "--out", str(tmp_path / "r.md")]) == 0
+    assert len(calls) == 3  # t0, t1 (the corrupt file fails before its beats)
+    assert "--tracker madmom" in (tmp_path / "r.md").read_text()
