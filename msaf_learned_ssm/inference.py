@@ -620,6 +620,13 @@ class Analyzer:
         if workers is None:
             workers = default_workers(len(paths)) if self.device.type == "cpu" else 1
         workers = min(workers, max(1, len(paths)))
+        if workers > 1:
+            import multiprocessing
+
+            if multiprocessing.current_process().daemon:
+                raise ConfigError(f"workers={workers}: this is a daemonic process (a "
+                                  "multiprocessing.Pool worker, say), which cannot start "
+                                  "worker processes; use workers=1 or None here")
         if workers > 1 and needs_beats(self.config, self.sync, labels):
             # Loaded once here, before the workers fork, rather than once per worker.
             if self.beat_backend == "madmom":

@@ -61,7 +61,8 @@ def default_workers(n_files: Optional[int] = None, cores: Optional[int] = None,
     """Worker processes for a collection on a CPU.
 
     ``cores // THREADS_PER_WORKER``, no more than there are files nor than the available
-    memory holds (:data:`WORKER_MEMORY_BYTES` each), at least 1.
+    memory holds (:data:`WORKER_MEMORY_BYTES` each), at least 1; 1 in a daemonic process
+    (a ``multiprocessing.Pool`` worker), which may not start processes.
 
     Parameters
     ----------
@@ -72,6 +73,10 @@ def default_workers(n_files: Optional[int] = None, cores: Optional[int] = None,
     memory : int, optional
         Bytes available (default: :func:`available_memory`).
     """
+    import multiprocessing
+
+    if multiprocessing.current_process().daemon:
+        return 1  # a daemonic process (a multiprocessing.Pool worker) cannot have children
     workers = resolve_threads(cores) // THREADS_PER_WORKER
     memory = available_memory() if memory is None else memory
     if memory is not None:

@@ -225,3 +225,26 @@ def test_decoding_processes_give_the_patches_a_gpu_run_uses(analyzer, tracks):
             np.testing.assert_allclose(patches.times, expected.times)
             assert (patches.chroma is None) == (not labels)
             _same(analyzer.analyze_batch([(patches, path)])[0], analyzer.analyze(path))
+
+
+def _many_in_a_pool_worker(paths) -> list:
+    torch.manual_seed(0)
+    analyzer = Analyzer(SSMNet(ModelConfig(attention_layers=1)).eval(), "cpu")
+    default = [len(r.boundaries) for _, r in analyzer.analyze_many(paths)]
+    try:
+        list(analyzer.analyze_many(paths, workers=2))
+        refused = ""
+    except ConfigError as exc:
+        refused = str(exc)
+    return [default, refused]
+
+
+def test_inside_a_daemonic_pool_worker_the_default_stays_in_process(tracks):
+    """multiprocessing.Pool workers are daemonic and may not have children: the default
+    runs in the worker itself, and an explicit workers=2 is a clear error."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        default, refused = pool.apply(_many_in_a_pool_worker, ([str(p) for p in tracks[:2]],))
+    assert len(default) == 2 and all(n >= 2 for n in default)
+    assert "daemonic" in refused and "workers=1" in refused
