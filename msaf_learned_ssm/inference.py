@@ -28,7 +28,8 @@ from .features import Patches, compute_patches, to_beat_grid
 from .labels import beat_chroma
 from .model_files import file_sha256, model_name, resolve_model
 from .model import SSMNet, cosine_ssm
-from .parallel import default_threads, default_workers, worker_threads
+from .parallel import (WORKER_MEMORY_BYTES, default_threads, default_workers, memory_cap,
+                       worker_threads)
 from .peaks import novelty_to_boundaries
 from .sync import check_sync, sync_boundaries
 from .workers import map_in_processes
@@ -620,6 +621,12 @@ class Analyzer:
         if workers is None:
             workers = default_workers(len(paths)) if self.device.type == "cpu" else 1
         workers = min(workers, max(1, len(paths)))
+        if workers > 1 and memory_cap(workers) < workers:
+            warnings.warn(f"workers={workers}: the available memory holds "
+                          f"{memory_cap(workers)} worker processes (about "
+                          f"{WORKER_MEMORY_BYTES / 2 ** 30:.0f} GiB each); using "
+                          f"{memory_cap(workers)}", UserWarning, stacklevel=2)
+            workers = memory_cap(workers)
         if workers > 1:
             import multiprocessing
 

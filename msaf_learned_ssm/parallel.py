@@ -56,6 +56,15 @@ def available_memory() -> Optional[int]:
     return None
 
 
+def memory_cap(workers: int, memory: Optional[int] = None) -> int:
+    """``workers``, reduced to what the available memory holds (:data:`WORKER_MEMORY_BYTES`
+    each; at least 1); unchanged where the OS does not say how much memory is available."""
+    memory = available_memory() if memory is None else memory
+    if memory is None:
+        return workers
+    return max(1, min(workers, int(memory // WORKER_MEMORY_BYTES)))
+
+
 def default_workers(n_files: Optional[int] = None, cores: Optional[int] = None,
                     memory: Optional[int] = None) -> int:
     """Worker processes for a collection on a CPU.
@@ -77,10 +86,7 @@ def default_workers(n_files: Optional[int] = None, cores: Optional[int] = None,
 
     if multiprocessing.current_process().daemon:
         return 1  # a daemonic process (a multiprocessing.Pool worker) cannot have children
-    workers = resolve_threads(cores) // THREADS_PER_WORKER
-    memory = available_memory() if memory is None else memory
-    if memory is not None:
-        workers = min(workers, memory // WORKER_MEMORY_BYTES)
+    workers = memory_cap(resolve_threads(cores) // THREADS_PER_WORKER, memory)
     if n_files is not None:
         workers = min(workers, n_files)
     return max(1, int(workers))

@@ -248,3 +248,14 @@ def test_inside_a_daemonic_pool_worker_the_default_stays_in_process(tracks):
         default, refused = pool.apply(_many_in_a_pool_worker, ([str(p) for p in tracks[:2]],))
     assert len(default) == 2 and all(n >= 2 for n in default)
     assert "daemonic" in refused and "workers=1" in refused
+
+
+def test_more_workers_than_memory_holds_are_reduced_with_a_warning(analyzer, tracks,
+                                                                   monkeypatch):
+    from msaf_learned_ssm import parallel
+
+    monkeypatch.setattr(parallel, "available_memory", lambda: 2 * WORKER_MEMORY_BYTES)
+    assert parallel.memory_cap(8) == 2 and parallel.memory_cap(1) == 1
+    with pytest.warns(UserWarning, match="holds 2 worker processes"):
+        results = list(analyzer.analyze_many(tracks[:4], workers=4))
+    assert [p for p, _ in results] == [str(p) for p in tracks[:4]]
