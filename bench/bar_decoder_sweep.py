@@ -1,0 +1,104 @@
+"""Settings of the package tracker's bar decoder against madmom's bars on real music.
+
+The tracker network runs once per track; the beat and bar decoding
+(:func:`msaf_learned_ssm.beats.decode_beats` steps) is then redone for each setting of
+:func:`~msaf_learned_ssm.beats.bar_positions` (``p_restart``: how easily a bar ends early;
+``meters``). Scores: ``mir_eval.beat.f_measure`` at 150 ms (beats / downbeats) against
+madmom's beats on unlabelled real tracks (cached by ``bench/beat_agreement.py`` in
+``cache/madmom_beats``; tracks without a cache entry are skipped) and against the
+references on band renders. Choose on the TRAIN tracks; the held-out ones confirm once.
+
+Usage::
+
+    python bench/bar_decoder_sweep.py --ids corpora/unlabeled/train_ids.txt
+    python bench/bar_decoder_sweep.py --ids corpora/unlabeled/heldout_ids.txt --p-restart 0.02 0.005
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def main(argv=None) -> int:
+    from beat_agreement import f_measures
+
+    from msaf_learned_ssm.audio import load_audio
+    from msaf_learned_ssm.beats import (BeatTracker, _refine, bar_positions, beat_period,
+                                        dp_beats, tracker_frames)
+    from msaf_learned_ssm.features import log_mel, standardize_bands
+    from msaf_learned_ssm_jams.beats import read_beats
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--unlabeled", type=Path, default=ROOT / "corpora" / "unlabeled")
+    parser.add_argument("--ids", type=Path, required=True, help="unlabelled track ids")
+    parser.add_argument("--renders", type=Path, default=ROOT / "corpora" / "pop909_band")
+    parser.add_argument("--render-ids", type=Path,
+                        default=ROOT / "training" / "splits" / "val.txt")
+    parser.add_argument("--max-renders", type=int, default=12, help="first N render ids")
+    parser.add_argument("--cache", type=Path, default=ROOT / "cache" / "madmom_beats")
+    parser.add_argument("--p-restart", type=float, nargs="+",
+                        default=[0.005, 0.02, 0.05, 0.15])
+    args = parser.parse_args(argv)
+
+    tracker = BeatTracker()
+    cfg = tracker.config
+
+    def activations(path: Path):
+        mel = standardize_bands(log_mel(load_audio(path, 22050), cfg.model_config))
+        frames, times = tracker_frames(mel, cfg.frames_per_frame, cfg.model_config.frame_sec)
+        return tracker.activations(frames), times
+
+    def decode(acts, times, p_restart, meters):
+        beat_act, down_act = acts
+        period = beat_period(beat_act, 1.0 / cfg.frame_sec, cfg.min_bpm, cfg.max_bpm)
+        frames = dp_beats(beat_act, period)
+        strength = np.array([beat_act[max(f - 1, 0): f + 2].max() for f in frames])
+        strong = np.flatnonzero(strength >= 0.1)
+        frames = frames[strong[0]: strong[-1] + 1]
+        beat_times = np.interp(_refine(beat_act, frames), np.arange(len(times)), times)
+        down = np.array([down_act[max(f - 1, 0): f + 2].max() for f in frames])
+        return beat_times, bar_positions(down, meters, p_restart)
+
+    sets = {"real vs madmom": [], "renders vs references": []}
+    for track_id in args.ids.read_text().split():
+        audio = next((args.unlabeled / "audio").glob(track_id + ".*"), None)
+        if audio is None:
+            continue
+        entry = args.cache / f"{hashlib.sha256(audio.read_bytes()).hexdigest()[:20]}.npz"
+        if entry.is_file():
+            with np.load(entry) as data:
+                sets["real vs madmom"].append((*activations(audio), data["times"],
+                                               data["positions"]))
+    if args.render_ids.is_file():
+        for track_id in args.render_ids.read_text().split()[:args.max_renders]:
+            audio = args.renders / "audio" / f"{track_id}.flac"
+            if audio.is_file():
+                ref = read_beats(str(args.renders / "references" / f"{track_id}.jams"))
+                sets["renders vs references"].append((*activations(audio), *ref))
+    print("tracks:", {k: len(v) for k, v in sets.items()})
+    print("| p_restart | meters | " + " | ".join(f"{k}: beat F / downbeat F" for k in sets) + " |")
+    print("|---|---|" + "---|" * len(sets))
+    for p_restart, meters in itertools.product(args.p_restart, [(3, 4), (2, 3, 4)]):
+        cells = []
+        for items in sets.values():
+            scores = [f_measures(rt, rp, *decode(a, t, p_restart, meters), 0.15)
+                      for a, t, rt, rp in items]
+            mean = np.mean(scores, axis=0) if scores else (np.nan, np.nan)
+            cells.append(f"{mean[0]:.3f} / {mean[1]:.3f}")
+        print(f"| {p_restart:g} | {'/'.join(map(str, meters))} | " + " | ".join(cells) + " |",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
