@@ -114,9 +114,10 @@ other control character in PATH is escaped (\\\\, \\t, \\n, \\xNN).
 @click.argument("audio", nargs=-1, required=True)
 @click.option("--model", default=None,
               help="A shipped model (default, author-nbatt1, author-nbatt3, pop909-band, "
-                   "pop909-piano, nbatt3-teach, nbatt3-decor-teach) or a model file (the author's published state_dicts are "
-                   "accepted too). Default: author-nbatt3, the author's published checkpoint "
-                   "(LGPL-3.0), which scored best on real band recordings; the pop909-* "
+                   "pop909-piano, nbatt3-teach, nbatt3-decor-teach) or a model file (the "
+                   "author's published state_dicts are accepted too). Default: "
+                   "author-nbatt3, the author's published checkpoint (LGPL-3.0), which scored "
+                   "best on real band recordings; the pop909-* "
                    "models trained here (MIT) score higher on renders only.")
 @click.option("--device", default="auto", show_default=True,
               help="auto (CUDA when available), cpu, cuda or cuda:N.")

@@ -614,26 +614,8 @@ class Analyzer:
             raise ConfigError(f"batch_tracks must be an integer >= 1, got {batch_tracks!r}")
         if prefetch is not None and (not isinstance(prefetch, int) or prefetch < 0):
             raise ConfigError(f"prefetch must be an integer >= 0, got {prefetch!r}")
-        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool)
-                                    or workers < 1):
-            raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
         paths = [os.fsdecode(p) if isinstance(p, bytes) else str(p) for p in paths]
-        if workers is None:
-            workers = default_workers(len(paths)) if self.device.type == "cpu" else 1
-        workers = min(workers, max(1, len(paths)))
-        if workers > 1 and memory_cap(workers) < workers:
-            warnings.warn(f"workers={workers}: the available memory holds "
-                          f"{memory_cap(workers)} worker processes (about "
-                          f"{WORKER_MEMORY_BYTES / 2 ** 30:.0f} GiB each); using "
-                          f"{memory_cap(workers)}", UserWarning, stacklevel=2)
-            workers = memory_cap(workers)
-        if workers > 1:
-            import multiprocessing
-
-            if multiprocessing.current_process().daemon:
-                raise ConfigError(f"workers={workers}: this is a daemonic process (a "
-                                  "multiprocessing.Pool worker, say), which cannot start "
-                                  "worker processes; use workers=1 or None here")
+        workers = self._worker_count(workers, len(paths))
         if workers > 1 and needs_beats(self.config, self.sync, labels):
             # Loaded once here, before the workers fork, rather than once per worker.
             if self.beat_backend == "madmom":
@@ -666,6 +648,39 @@ class Analyzer:
                 yield from self._analyze_pending(pending)
                 pending = []
         yield from self._analyze_pending(pending)
+
+    def _worker_count(self, workers: Optional[int], n_files: int) -> int:
+        """The processes :meth:`analyze_many` runs: ``workers`` (checked), else the default
+        (:func:`~msaf_learned_ssm.parallel.default_workers` on a CPU, 1 with a GPU); never
+        more than the files, nor than the available memory holds (with a warning).
+
+        Raises
+        ------
+        ConfigError
+            ``workers`` is not an integer >= 1, or asks for processes in a daemonic
+            process (a ``multiprocessing.Pool`` worker), which cannot start them.
+        """
+        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool)
+                                    or workers < 1):
+            raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
+        if workers is None:  # the default already keeps to the files, memory and daemons
+            return default_workers(n_files) if self.device.type == "cpu" else 1
+        workers = min(workers, max(1, n_files))
+        if workers == 1:
+            return 1
+        held = memory_cap(workers)
+        if held < workers:
+            warnings.warn(f"workers={workers}: the available memory holds {held} worker "
+                          f"processes (about {WORKER_MEMORY_BYTES / 2 ** 30:.0f} GiB each); "
+                          f"using {held}", UserWarning, stacklevel=3)
+            workers = held
+        import multiprocessing
+
+        if workers > 1 and multiprocessing.current_process().daemon:
+            raise ConfigError(f"workers={workers}: this is a daemonic process (a "
+                              "multiprocessing.Pool worker, say), which cannot start "
+                              "worker processes; use workers=1 or None here")
+        return workers
 
     def _decode_all(self, paths: list[str], prefetch: int, labels: bool
                     ) -> Iterator[tuple[str, Union[Patches, LearnedSSMError]]]:
