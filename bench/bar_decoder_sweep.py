@@ -1,9 +1,8 @@
 """Settings of the package tracker's bar decoder against madmom's bars on real music.
 
-The tracker network runs once per track; the beat and bar decoding
-(:func:`msaf_learned_ssm.beats.decode_beats` steps) is then redone for each setting of
-:func:`~msaf_learned_ssm.beats.bar_positions` (``p_restart``: how easily a bar ends early;
-``meters``). Scores: ``mir_eval.beat.f_measure`` at 150 ms (beats / downbeats) against
+The tracker network runs once per track (``BeatTracker.mel_activations``); the decoding
+(:func:`msaf_learned_ssm.beats.decode_beats`) is then redone for each setting of its bar
+decoder (``p_restart``: how easily a bar ends early; ``meters``). Scores: ``mir_eval.beat.f_measure`` at 150 ms (beats / downbeats) against
 madmom's beats on unlabelled real tracks (cached by ``bench/beat_agreement.py`` in
 ``cache/madmom_beats``; tracks without a cache entry are skipped) and against the
 references on band renders. Choose on the TRAIN tracks; the held-out ones confirm once.
@@ -33,8 +32,7 @@ def main(argv=None) -> int:
     from beat_agreement import f_measures
 
     from msaf_learned_ssm.audio import load_audio
-    from msaf_learned_ssm.beats import (BeatTracker, _refine, bar_positions, beat_period,
-                                        dp_beats, tracker_frames)
+    from msaf_learned_ssm.beats import BeatTracker, decode_beats
     from msaf_learned_ssm.features import log_mel, standardize_bands
     from msaf_learned_ssm_jams.beats import read_beats
 
@@ -51,23 +49,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     tracker = BeatTracker()
-    cfg = tracker.config
+    frontend = tracker.config.model_config
 
     def activations(path: Path):
-        mel = standardize_bands(log_mel(load_audio(path, 22050), cfg.model_config))
-        frames, times = tracker_frames(mel, cfg.frames_per_frame, cfg.model_config.frame_sec)
-        return tracker.activations(frames), times
+        mel = standardize_bands(log_mel(load_audio(path, frontend.sample_rate), frontend))
+        return tracker.mel_activations(mel)
 
     def decode(acts, times, p_restart, meters):
-        beat_act, down_act = acts
-        period = beat_period(beat_act, 1.0 / cfg.frame_sec, cfg.min_bpm, cfg.max_bpm)
-        frames = dp_beats(beat_act, period)
-        strength = np.array([beat_act[max(f - 1, 0): f + 2].max() for f in frames])
-        strong = np.flatnonzero(strength >= 0.1)
-        frames = frames[strong[0]: strong[-1] + 1]
-        beat_times = np.interp(_refine(beat_act, frames), np.arange(len(times)), times)
-        down = np.array([down_act[max(f - 1, 0): f + 2].max() for f in frames])
-        return beat_times, bar_positions(down, meters, p_restart)
+        beats = decode_beats(acts, times, tracker.config, p_restart, meters)
+        return beats.times, beats.positions
 
     sets = {"real vs madmom": [], "renders vs references": []}
     for track_id in args.ids.read_text().split():

@@ -390,8 +390,9 @@ def dp_beats(activation: np.ndarray, period: float, tightness: float = 100.0) ->
     return np.array(beats[::-1], dtype=int)
 
 
-def decode_beats(activations: np.ndarray, times: np.ndarray, config: BeatConfig = BeatConfig()
-                 ) -> Beats:
+def decode_beats(activations: np.ndarray, times: np.ndarray, config: BeatConfig = BeatConfig(),
+                 p_restart: float = BAR_RESTART_PROBABILITY,
+                 meters: Sequence[int] = (3, 4)) -> Beats:
     """Beat grid with bar positions from the tracker's activations.
 
     Parameters
@@ -401,6 +402,8 @@ def decode_beats(activations: np.ndarray, times: np.ndarray, config: BeatConfig 
     times : np.ndarray, shape (F,)
         Frame times (s), evenly spaced by ``config.frame_sec``.
     config : BeatConfig
+    p_restart, meters : float, sequence of int
+        The bar decoder's settings (:func:`bar_positions`).
 
     Returns
     -------
@@ -434,7 +437,7 @@ def decode_beats(activations: np.ndarray, times: np.ndarray, config: BeatConfig 
     exact = _refine(beat_act, frames)
     beat_times = np.interp(exact, np.arange(len(times)), times)
     down_strength = np.array([down_act[max(f - 1, 0): f + 2].max() for f in frames])
-    return Beats(beat_times, bar_positions(down_strength))
+    return Beats(beat_times, bar_positions(down_strength, meters, p_restart))
 
 
 # ---- model files ------------------------------------------------------------------------
@@ -510,13 +513,22 @@ class BeatTracker:
         x = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))[None]
         return torch.sigmoid(self.model(x.to(self.device)))[0].float().cpu().numpy()
 
-    def track_mel(self, mel: np.ndarray) -> Beats:
-        """Beats from a standardised log-mel (n_mels, n_mel_frames) of this tracker's front-end."""
+    def mel_activations(self, mel: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        """Beat and downbeat probabilities (2, F) and frame times (F,) of a standardised
+        log-mel (n_mels, n_mel_frames) of this tracker's front-end; None when it is too
+        short to track (fewer than 8 tracker frames)."""
         frames, times = tracker_frames(mel, self.config.frames_per_frame,
                                        self.config.model_config.frame_sec)
         if frames.shape[1] < 8:
+            return None
+        return self.activations(frames), times
+
+    def track_mel(self, mel: np.ndarray) -> Beats:
+        """Beats from a standardised log-mel (n_mels, n_mel_frames) of this tracker's front-end."""
+        found = self.mel_activations(mel)
+        if found is None:
             return Beats(np.zeros(0), np.zeros(0, dtype=int))
-        return decode_beats(self.activations(frames), times, self.config)
+        return decode_beats(*found, self.config)
 
     def track(self, y: np.ndarray, n_threads: Optional[int] = None) -> Beats:
         """Beats of mono audio at the tracker's sample rate."""
