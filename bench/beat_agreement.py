@@ -45,16 +45,13 @@ WINDOWS = (0.07, 0.15)
 
 
 def f_measures(ref_times, ref_pos, est_times, est_pos, window: float) -> tuple[float, float]:
-    """(beat F, downbeat F) of an estimate against a reference (trimmed as mir_eval does)."""
-    import mir_eval
+    """(beat F, downbeat F) of beats with bar positions (1 = downbeat) against a reference
+    (``bench/beat_tracking.py``'s scores, ``window`` in seconds)."""
+    from beat_tracking import f_measures as beat_and_downbeat_f
 
-    trim = mir_eval.beat.trim_beats
     ref_times, est_times = np.asarray(ref_times, float), np.asarray(est_times, float)
-    beat = mir_eval.beat.f_measure(trim(ref_times), trim(est_times), f_measure_threshold=window)
-    down = mir_eval.beat.f_measure(trim(ref_times[np.asarray(ref_pos) == 1]),
-                                   trim(est_times[np.asarray(est_pos) == 1]),
-                                   f_measure_threshold=window)
-    return float(beat), float(down)
+    return beat_and_downbeat_f(ref_times, ref_times[np.asarray(ref_pos) == 1], est_times,
+                               est_times[np.asarray(est_pos) == 1], window)
 
 
 def tempo_relation(ref_times, est_times) -> str:

@@ -30,12 +30,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def f_measures(ref_beats, ref_down, est_beats, est_down) -> tuple[float, float]:
+def f_measures(ref_beats, ref_down, est_beats, est_down, window: float = 0.07
+               ) -> tuple[float, float]:
+    """(beat F, downbeat F), first 5 s trimmed as mir_eval does, ``window`` in seconds."""
     import mir_eval
 
     trim = mir_eval.beat.trim_beats
-    return (mir_eval.beat.f_measure(trim(ref_beats), trim(est_beats)),
-            mir_eval.beat.f_measure(trim(ref_down), trim(est_down)))
+    return (float(mir_eval.beat.f_measure(trim(np.asarray(ref_beats, float)),
+                                          trim(np.asarray(est_beats, float)), window)),
+            float(mir_eval.beat.f_measure(trim(np.asarray(ref_down, float)),
+                                          trim(np.asarray(est_down, float)), window)))
 
 
 def score_set(corpus: Path, ids_file: Path, tracker) -> dict:

@@ -374,16 +374,12 @@ def file_inputs(audio: Path, configs: dict, tracker, clock: Stopwatch) -> tuple[
             signal = y if config.sample_rate == rate else resample(y, rate, config.sample_rate)
             patches[key] = compute_patches(signal, config, threads, keep_mel=True)
     with clock.stage("beats"):
-        if getattr(tracker, "name", None) == "madmom":
+        if getattr(tracker, "name", None) == "madmom":  # from the audio at its own rate
             from msaf_learned_ssm.madmom_beats import MADMOM_SAMPLE_RATE
 
             beats = tracker.track(load_audio(audio, MADMOM_SAMPLE_RATE, threads),
                                   MADMOM_SAMPLE_RATE)
-            for p in patches.values():
-                p.beats = beats
-            return patches, beats
-        key = frontend_key(tracker.config.model_config)
-        if key in patches:
+        elif (key := frontend_key(tracker.config.model_config)) in patches:
             beats = tracker.track_mel(patches[key].mel)
         else:
             beats = tracker.track(resample(y, rate, tracker.config.model_config.sample_rate),

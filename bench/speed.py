@@ -47,7 +47,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -76,6 +76,17 @@ WHAT_B_DOES = (
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def recorder() -> tuple[list[str], Callable[..., None]]:
+    """A report's lines, and ``say(text="")``, which prints a line and keeps it."""
+    lines: list[str] = []
+
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    return lines, say
 
 
 def peak_rss_mb() -> float:
@@ -596,12 +607,6 @@ def collection_main(args) -> None:
     from gpu import ensure_msaf_importable
 
     ensure_msaf_importable()
-    lines: list[str] = []
-
-    def say(text: str = "") -> None:
-        print(text, flush=True)
-        lines.append(text)
-
     with tempfile.TemporaryDirectory(prefix="speed_col_") as tmp:
         tmp = Path(tmp)
         model_path, _, model_desc = get_model(tmp)
@@ -614,26 +619,20 @@ def collection_main(args) -> None:
             y, sr = sf.read(mp3, dtype="float32")
             sf.write(flac, y, sr)
             flacs.append(flac)
-        body: list[str] = []
-
-        def say_body(text: str = "") -> None:
-            print(text, flush=True)
-            body.append(text)
-
-        collection_rows(model_path, mp3s, flacs, say_body, args.repeats, args.before_code)
-    say(body[0])
-    say()
-    say(f"- Date: {datetime.datetime.now().isoformat(timespec='seconds')}; machine: "
+        body, say = recorder()
+        collection_rows(model_path, mp3s, flacs, say, args.repeats, args.before_code)
+    # The run's description goes under the section's heading, once the run is over.
+    about = [
+        f"- Date: {datetime.datetime.now().isoformat(timespec='seconds')}; machine: "
         f"{_platform.machine()}, {os.cpu_count()} logical cores; load average at the end "
-        f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}; model: {model_desc}.")
-    say(f"- Command: `python bench/speed.py --collection --out {args.out.name}`; "
+        f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}; model: {model_desc}.",
+        f"- Command: `python bench/speed.py --collection --out {args.out.name}`; "
         f"{(time.perf_counter() - t0) / 60:.1f} min"
         + (f"; `--before-code` {args.before_code}: the package at commit "
            f"{_commit(args.before_code / 'msaf_learned_ssm')}" if args.before_code else "")
-        + ".")
-    for text in body[1:]:
-        say(text)
-    replace_section(args.out, COLLECTION_HEADING, lines)
+        + "."]
+    print("\n".join(about))
+    replace_section(args.out, COLLECTION_HEADING, body[:1] + [""] + about + body[1:])
     print(f"\nwrote the section into {args.out}")
 
 
@@ -659,12 +658,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 
     import torch
 
-    lines: list[str] = []
-
-    def say(text: str = "") -> None:
-        print(text, flush=True)
-        lines.append(text)
-
+    lines, say = recorder()
     with tempfile.TemporaryDirectory(prefix="speed_") as tmp:
         tmp = Path(tmp)
         model_path, msaf_model, model_desc = get_model(tmp)
