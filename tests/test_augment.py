@@ -160,3 +160,53 @@ def test_data_threads_is_validated(corpus, tmp_path):
     with pytest.raises(ConfigError, match="data_threads"):
         train(tracks[:3], tracks[3:], tmp_path / "m.pt", ModelConfig(attention_layers=1),
               TrainConfig(epochs=1), device="cpu", progress=False, data_threads=-1)
+
+
+def test_heavy_effects_leave_light_draws_unchanged_and_stay_in_range():
+    light, heavy = AugmentConfig(), AugmentConfig.heavy(variants=3)
+    for i in range(50):
+        a, b = draw_augmentation(light, 0, f"t{i}", 1), draw_augmentation(heavy, 0, f"t{i}", 1)
+        # A light draw is the dict it was before the heavy effects existed.
+        assert set(a) == {"gain_db", "eq", "lowpass_hz", "snr_db", "pitch_semitones", "tempo",
+                          "mp3_vbr", "noise_seed"}
+        assert {"drums_db", "reverb", "compress", "lofi"} <= set(b)
+        assert a["gain_db"] == b["gain_db"] and a["noise_seed"] == b["noise_seed"]
+    draws = [draw_augmentation(heavy, 0, f"t{i}", v) for i in range(200) for v in range(3)]
+    assert all(json.loads(json.dumps(d)) == d for d in draws)
+    tempos = [d["tempo"] for d in draws if d["tempo"] is not None]
+    assert 0.75 <= min(tempos) < 0.85 and 1.15 < max(tempos) <= 1.25
+    drums = [d["drums_db"] for d in draws if d["drums_db"] is not None]
+    assert -60 <= min(drums) and max(drums) <= -6
+    assert 0.4 < len(drums) / len(draws) < 0.6  # p_drums_down = 0.5
+    assert any(d["lofi"] for d in draws) and any(d["reverb"] for d in draws)
+
+
+def test_drums_down_removes_the_clicks_and_keeps_the_tone():
+    from msaf_learned_ssm_training.augment import attenuate_percussion
+
+    tone = _tone(seconds=4.0, f0=330.0)
+    clicks = np.zeros_like(tone)
+    clicks[SR // 4::SR // 2] = 1.0  # impulses: all percussive
+    out = attenuate_percussion(tone + clicks, -60.0)
+    assert out.shape == tone.shape and out.dtype == np.float32
+    # The impulses lose most of their energy; the steady tone keeps most of its own.
+    peaks = np.abs(out[SR // 4::SR // 2])
+    assert peaks.max() < 0.35
+    inner = slice(SR // 2, -SR // 2)
+    assert np.std(out[inner]) == pytest.approx(np.std(tone[inner]), rel=0.2)
+    with pytest.raises(ValueError, match="<= 0"):
+        attenuate_percussion(tone, 3.0)
+
+
+def test_heavy_effects_run_and_keep_length():
+    y = _tone(seconds=3.0) + 0.05 * np.random.default_rng(0).standard_normal(3 * SR).astype(
+        np.float32)
+    params = draw_augmentation(AugmentConfig(**NONE), 0, "x", 0)
+    params.update(drums_db=-20.0, reverb={"room": 0.8, "wet": 0.4},
+                  compress={"threshold_db": -20.0, "ratio": 6.0}, lofi={"bits": 6, "hz": 8000.0})
+    out, scale = apply_augmentation(y, SR, params)
+    assert scale == 1.0 and out.shape == y.shape and np.isfinite(out).all()
+    # Lo-fi at 8 kHz leaves nothing above 4 kHz worth the name.
+    spec = np.abs(np.fft.rfft(out))
+    freqs = np.fft.rfftfreq(len(out), 1 / SR)
+    assert spec[freqs > 5000].mean() < 0.1 * spec[freqs < 3000].mean()

@@ -264,6 +264,40 @@ def test_tracker_training_resumes_to_identical_weights(tmp_path):
                       progress=False)
 
 
+def test_tracker_fine_tune_starts_from_the_initial_tracker(tmp_path):
+    """--init keeps the initial tracker's architecture and weights; heavy augmentation adds
+    one heavy draw of each validation track to the validation set."""
+    from msaf_learned_ssm_training.beat_training import (BeatTrainConfig, _load_all,
+                                                         train_tracker)
+    from msaf_learned_ssm_training.corpus import find_tracks
+    from msaf_learned_ssm_training.beat_training import TrackerFrameCache
+    from msaf_learned_ssm.errors import LearnedSSMError
+
+    _click_track_corpus(tmp_path / "corpus")
+    tracks = find_tracks(tmp_path / "corpus")
+    small = BeatConfig(channels=8, dilations=(1, 2, 4))
+    init = tmp_path / "init.pt"
+    torch.manual_seed(3)
+    save_beat_model(BeatTCN(small), init)
+    cfg = BeatTrainConfig(epochs=1, batch_size=2, crop_frames=200, augment_variants=1,
+                          augment="heavy", init=str(init), lr=1e-9)
+    train_tracker(tracks[:2], tracks[2:], tmp_path / "ft.pt", cfg,
+                  cache_dir=tmp_path / "cache", progress=False)
+    before, _ = load_beat_model(init)
+    after, meta = load_beat_model(tmp_path / "ft.pt")
+    assert after.config == small  # the initial tracker's architecture, not the default
+    # lr 1e-9: one step moves nothing visibly, so the weights are the initial ones.
+    for k, v in before.state_dict().items():
+        torch.testing.assert_close(after.state_dict()[k], v, atol=1e-6, rtol=0)
+    assert meta["train_config"]["augment"] == "heavy"
+    skipped: dict = {}
+    val = _load_all(tracks[2:], TrackerFrameCache(tmp_path / "cache", small), cfg, False,
+                    skipped, False, "validation")
+    assert [len(v) for v in val] == [2] * len(tracks[2:]) and not skipped
+    with pytest.raises(LearnedSSMError, match="augment must be one of"):
+        BeatTrainConfig(augment="extreme")
+
+
 def test_beat_targets_widen_and_mark_downbeats():
     from msaf_learned_ssm_training.beat_training import beat_targets
 

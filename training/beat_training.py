@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from msaf_learned_ssm.beats import (BeatConfig, BeatTCN, decode_beats, save_beat_model,
-                                    tracker_frames)
+from msaf_learned_ssm.beats import (BeatConfig, BeatTCN, decode_beats, load_beat_model,
+                                    save_beat_model, tracker_frames)
 from msaf_learned_ssm.checkpoint import atomic_torch_save, read_checkpoint
 from msaf_learned_ssm.errors import LearnedSSMError
 from msaf_learned_ssm.features import log_mel, standardize_bands
@@ -55,6 +55,13 @@ class BeatTrainConfig:
         Frames per crop (1500 frames of 46 ms: about 70 s).
     augment_variants : int
         Augmented versions of every training track besides the clean one (0: none).
+    augment : {"light", "heavy"}
+        ``AugmentConfig()`` (gain, EQ, low-pass, noise, pitch, tempo +-8 %, MP3) or
+        ``AugmentConfig.heavy()`` (also tempo +-25 %, drums down or gone, reverb,
+        compression, lo-fi). With "heavy", validation also scores one heavy draw of each
+        validation track, so that selection sees robustness and not only clean renders.
+    init : str, optional
+        Tracker file to start from (its architecture and weights); None: from scratch.
     seed : int
     """
 
@@ -64,6 +71,8 @@ class BeatTrainConfig:
     batch_size: int = 8
     crop_frames: int = 1500
     augment_variants: int = 1
+    augment: str = "light"
+    init: Optional[str] = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -74,6 +83,21 @@ class BeatTrainConfig:
             raise LearnedSSMError(f"augment_variants must be >= 0, got {self.augment_variants}")
         if not 0 < self.lr < 1:
             raise LearnedSSMError(f"lr must be in (0, 1), got {self.lr}")
+        if self.augment not in AUGMENT_LEVELS:
+            raise LearnedSSMError(f"augment must be one of {', '.join(AUGMENT_LEVELS)}, "
+                                  f"got {self.augment!r}")
+
+    def augment_config(self) -> AugmentConfig:
+        """The augmentation the training tracks' variants are drawn from."""
+        if self.augment == "heavy":
+            return AugmentConfig.heavy(variants=max(1, self.augment_variants))
+        return AugmentConfig()
+
+
+#: Augmentation levels of :class:`BeatTrainConfig`.
+AUGMENT_LEVELS = ("light", "heavy")
+#: Seed offset of the validation tracks' heavy draws (never a training draw's seed).
+VAL_DRAW_SEED_OFFSET = 1_000_003
 
 
 class TrackerFrameCache(FeatureCache):
@@ -190,12 +214,18 @@ def _load_all(tracks: Sequence[Track], cache: TrackerFrameCache, config: BeatTra
               ) -> list[list[BeatExample]]:
     """Per track: the clean example and its augmented variants."""
     out = []
+    augment = config.augment_config()
     for track in tqdm(tracks, desc=f"tracker features ({what})", disable=not progress,
                       leave=False):
         try:
             versions = [load_beat_example(track, cache)]
-            for v in range(config.augment_variants if with_variants else 0):
-                params = draw_augmentation(AugmentConfig(), config.seed, track.track_id, v)
+            if with_variants:
+                for v in range(config.augment_variants):
+                    params = draw_augmentation(augment, config.seed, track.track_id, v)
+                    versions.append(load_beat_example(track, cache, params))
+            elif config.augment == "heavy":
+                params = draw_augmentation(augment, config.seed + VAL_DRAW_SEED_OFFSET,
+                                           track.track_id, 0)
                 versions.append(load_beat_example(track, cache, params))
             out.append(versions)
         except LearnedSSMError as exc:
@@ -246,6 +276,9 @@ def train_tracker(train_tracks: Sequence[Track], val_tracks: Sequence[Track], ou
     """
     out_path, state_path, log_path = run_paths(out)
     _refuse_existing([out_path, state_path, log_path], resume, overwrite)
+    if config.init is not None:
+        # The architecture (and front end) is the initial tracker's.
+        model_config = load_beat_model(config.init)[0].config
     out_path.parent.mkdir(parents=True, exist_ok=True)
     cache = TrackerFrameCache(cache_dir, model_config)
     skipped: dict = {}
@@ -255,12 +288,16 @@ def train_tracker(train_tracks: Sequence[Track], val_tracks: Sequence[Track], ou
         raise LearnedSSMError(f"no usable {'training' if not train_sets else 'validation'} "
                               f"track ({len(skipped)} skipped: "
                               f"{next(iter(skipped.values()), 'none given')})")
-    val = [versions[0] for versions in val_sets]
+    val = [ex for versions in val_sets for ex in versions]
     items = [ex for versions in train_sets for ex in versions]
 
     with deterministic():
         torch.manual_seed(config.seed)
-        model = BeatTCN(model_config)
+        if config.init is not None:
+            model, _ = load_beat_model(config.init)
+            model.train()
+        else:
+            model = BeatTCN(model_config)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         state = {"epoch": 0, "best_epoch": 0, "best": None, "since_best": 0}
         if resume and state_path.is_file():

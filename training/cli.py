@@ -339,13 +339,21 @@ def _beat_defaults():
 @click.option("--augment-variants", type=click.IntRange(0),
               default=_beat_defaults().augment_variants, show_default=True,
               help="Augmented versions of each training track besides the clean one.")
+@click.option("--augment", "augment", type=click.Choice(["light", "heavy"]),
+              default=_beat_defaults().augment, show_default=True,
+              help="light: gain, EQ, low-pass, noise, pitch, tempo +-8 %, MP3. heavy: also "
+                   "tempo +-25 %, drums down or gone, reverb, compression, lo-fi; validation "
+                   "then also scores one heavy draw of each validation track.")
+@click.option("--init", "init", default=None, metavar="TRACKER",
+              help="Start from this tracker file ('package': the shipped beats.pt); its "
+                   "architecture is kept.")
 @click.option("--seed", type=int, default=_beat_defaults().seed, show_default=True)
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Feature cache (default as for train).")
 @click.option("--resume", is_flag=True, help="Continue from BEATS.state.pt.")
 @click.option("--overwrite", is_flag=True, help="Replace the files of an earlier run at --out.")
 def train_beats(corpus_dir, out, train_ids, val_ids, val_split, epochs, patience, lr,
-                augment_variants, seed, cache_dir, resume, overwrite) -> None:
+                augment_variants, augment, init, seed, cache_dir, resume, overwrite) -> None:
     """Train the beat and downbeat tracker on CORPUS_DIR (references with ``beat``
     annotations: value = position in the bar, 1 = downbeat)."""
     from .beat_training import BeatTrainConfig, train_tracker
@@ -358,8 +366,14 @@ def train_beats(corpus_dir, out, train_ids, val_ids, val_split, epochs, patience
                                           seed)
         click.echo(f"training on {len(tracks)} tracks, validating on {len(val_tracks)}",
                    err=True)
+        if init == "package":
+            from msaf_learned_ssm.beats import DEFAULT_BEAT_MODEL
+            init = str(DEFAULT_BEAT_MODEL)
+        elif init is not None and not Path(init).is_file():
+            raise LearnedSSMError(f"--init {init}: no such tracker file")
         config = BeatTrainConfig(epochs=epochs, patience=patience, lr=lr,
-                                 augment_variants=augment_variants, seed=seed)
+                                 augment_variants=augment_variants, augment=augment,
+                                 init=init, seed=seed)
         result = train_tracker(tracks, val_tracks, out, config,
                                cache_dir=cache_dir or default_cache_dir(corpus_dir),
                                resume=resume, overwrite=overwrite)
