@@ -42,12 +42,13 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -251,7 +252,8 @@ def worker_many(args) -> None:
     analyzer = Analyzer(args.model, device=args.device)
     options = {"prefetch": prefetch, "batch_tracks": args.batch_tracks,
                "labels": args.labels}
-    if args.workers != 1:  # (code from before issue 24 has no workers argument)
+    if args.workers != 1 or not os.environ.get("SPEED_OTHER_CODE"):
+        # (code from before issue 24 has no workers argument; it runs one process)
         options["workers"] = args.workers or None
     for _ in analyzer.analyze_many(paths[:2], **options):
         pass
@@ -370,19 +372,36 @@ def worker_msaf(args) -> None:
 # --------------------------------------------------------------------------- parent
 
 
+class WorkerTimeout(RuntimeError):
+    """A benchmark worker ran past its time limit."""
+
+
 def run_worker(argv: list[str], cwd: Optional[Path] = None, timeout: float = 1800,
                env: Optional[dict] = None) -> dict:
     """Run this script as a worker in a new process (``env``: extra environment
     variables); its result, with the wall time."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", *argv],
-                          cwd=str(cwd or ROOT), capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    # On a timeout every process of the worker (its own worker processes too: they inherit
+    # the handler) prints its threads' stacks before it is killed, so that a run that
+    # stalls says where.
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", *argv],
+                            cwd=str(cwd or ROOT), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, **(env or {})})
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGUSR1)
+        time.sleep(2.0)
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, stderr = proc.communicate()
+        raise WorkerTimeout(f"worker {argv[:1]} did not finish in {timeout:.0f} s; the "
+                            f"stacks of its processes:\n{stderr[-12000:]}") from None
     wall = time.perf_counter() - t0
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
+    lines = [ln for ln in stdout.splitlines() if ln.startswith(RESULT_TAG)]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"worker {argv} failed (rc {proc.returncode}):\n"
-                           f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+                           f"{stdout[-2000:]}\n{stderr[-4000:]}")
     result = json.loads(lines[-1][len(RESULT_TAG):])
     result["wall_seconds"] = wall
     return result
@@ -485,10 +504,16 @@ def make_mp3_set(dest: Path, n_files: int = 12, seconds: float = 180.0,
 
 
 def collection_rows(model_path: str, mp3s: list[Path], flacs: list[Path], say,
-                    repeats: int = 3, before_code: Optional[Path] = None) -> None:
+                    repeats: int = 3, before_code: Optional[Path] = None,
+                    row_timeout: float = 3600, labels: bool = True,
+                    gpu_workers: Sequence[int] = (1, 4, 8, 16),
+                    gpu_prefetch: Sequence[int] = ()) -> None:
     """Files per second of ``analyze_many`` against the worker processes, in one run
     (``before_code``: a folder whose ``msaf_learned_ssm`` is an earlier version, for a row
-    of that version's default)."""
+    of that version's default). A row that fails or runs past ``row_timeout`` seconds is
+    reported as such (with the worker's stacks in the log) and the others still run.
+    ``gpu_workers``: the GPU rows' process counts (1: decoding threads); ``gpu_prefetch``:
+    extra GPU rows with that many decoding threads."""
     import torch
 
     from msaf_learned_ssm.parallel import default_threads, default_workers
@@ -498,77 +523,92 @@ def collection_rows(model_path: str, mp3s: list[Path], flacs: list[Path], say,
     audio = ",".join(map(str, mp3s))
     rows = []
 
-    def measure(label: str, files: str, *extra: str) -> dict:
+    def measure(label: str, files: str, *extra: str, env: Optional[dict] = None,
+                into: Optional[list] = None) -> Optional[dict]:
         print(f"collection: {label} ...", flush=True)
-        r = run_worker(["many", "--model", model_path, "--audio", files, "--repeats",
-                        str(repeats), *extra], timeout=3600)
-        rows.append((label, r))
-        return r
+        try:
+            r = run_worker(["many", "--model", model_path, "--audio", files, "--repeats",
+                            str(repeats), *extra], timeout=row_timeout, env=env)
+        except RuntimeError as exc:  # WorkerTimeout too
+            print(f"collection: {label} FAILED: {exc}", flush=True)
+            r = {"error": "did not finish in {:.0f} s".format(row_timeout)
+                 if isinstance(exc, WorkerTimeout) else "failed (see the log)"}
+        (rows if into is None else into).append((label, r))
+        return None if "error" in r else r
 
+    old = None
     if before_code is not None:
-        print("collection: the code before issue 24 ...", flush=True)
-        old = run_worker(["many", "--model", model_path, "--audio", audio, "--repeats",
-                          str(repeats), "--device", "cpu", "--workers", "1"], timeout=3600,
-                         env={"PYTHONPATH": str(before_code), "SPEED_OTHER_CODE": "1"})
-        rows.append((f"1 process, all cores, the code before issue 24 (`{before_code}`)",
-                     old))
+        old = measure(f"1 process, all cores, the code before issue 24 (`{before_code}`)",
+                      audio, "--device", "cpu", "--workers", "1",
+                      env={"PYTHONPATH": str(before_code), "SPEED_OTHER_CODE": "1"})
     before = measure("1 process, all cores (before: the default until issue 24)", audio,
                      "--device", "cpu", "--workers", "1")
     for n in counts[1:]:
         measure(f"{n} processes", audio, "--device", "cpu", "--workers", str(n))
     default = measure("default (`workers=None`)", audio, "--device", "cpu", "--workers", "0")
-    before_l = measure("1 process, all cores, labels (the CLI's default)", audio, "--device",
-                       "cpu", "--workers", "1", "--labels")
-    default_l = measure("default, labels", audio, "--device", "cpu", "--workers", "0",
-                        "--labels")
-    gpu_rows = []
+    before_l = default_l = None
+    if labels:
+        before_l = measure("1 process, all cores, labels (the CLI's default)", audio,
+                           "--device", "cpu", "--workers", "1", "--labels")
+        default_l = measure("default, labels", audio, "--device", "cpu", "--workers", "0",
+                            "--labels")
+    gpu_rows: list = []
     if torch.cuda.is_available():
         files = {"MP3": ",".join(map(str, mp3s * 3))}
         if flacs:
             files["FLAC"] = ",".join(map(str, flacs * 3))
         for kind, listing in files.items():
-            for n in [1] + [c for c in (4, 8, 16) if c <= cores]:
+            for n in [c for c in gpu_workers if c <= cores]:
                 label = (f"GPU, {kind}, decoding threads (`workers=1`, default prefetch)"
                          if n == 1 else f"GPU, {kind}, {n} decoding processes")
-                print(f"collection: {label} ...", flush=True)
-                r = run_worker(["many", "--model", model_path, "--audio", listing,
-                                "--repeats", str(repeats), "--device", "cuda",
-                                "--workers", str(n)], timeout=3600)
-                gpu_rows.append((label, r))
-    base = before["n_files"] / before["seconds"]
+                measure(label, listing, "--device", "cuda", "--workers", str(n),
+                        into=gpu_rows)
+            for k in gpu_prefetch:
+                measure(f"GPU, {kind}, {k} decoding threads (`workers=1, prefetch={k}`)",
+                        listing, "--device", "cuda", "--workers", "1", "--prefetch", str(k),
+                        into=gpu_rows)
+
+    def rate(r: Optional[dict]) -> Optional[float]:
+        return None if r is None or "error" in r else r["n_files"] / r["seconds"]
+
+    base = rate(before)
     say(COLLECTION_HEADING)
     say()
     say(f"`Analyzer.analyze_many` on {len(mp3s)} three-minute MP3s (44.1 kHz stereo, made "
         "from the band renders with soundfile), model loaded, one warm-up pass, median of "
         f"{repeats} passes; each row in a fresh process. `N processes`: `workers=N`, each "
         f"with {cores} // N threads (`msaf_learned_ssm.parallel.worker_threads`). "
-        f"{cores} cores; the default here is {default_workers(len(mp3s))} processes.")
+        f"{cores} cores; the default here is {default_workers(len(mp3s))} processes. GPU "
+        "rows: the same files three times (and as FLAC).")
     say()
     say("| device | workers | threads per worker | labels | seconds | files per second | "
         "× before | same boundaries as before |")
     say("|---|---|---:|---|---:|---:|---:|---|")
-    for label, r in rows:
-        say(f"| CPU | {label} | {max(1, cores // r['workers']) if r['workers'] > 1 else r['threads']} | "
-            f"{'yes' if 'labels' in label else 'no'} | {r['seconds']:.2f} | "
-            f"{r['n_files'] / r['seconds']:.2f} | {r['n_files'] / r['seconds'] / base:.2f} | "
-            f"{'yes' if r['boundaries'] == before['boundaries'] else 'NO'} |")
-    for label, r in gpu_rows:
-        n_before = len(before["boundaries"])
-        same = r["boundaries"][:n_before] == before["boundaries"]
-        say(f"| {torch.cuda.get_device_name(0)} | {label} | "
-            f"{max(1, cores // r['workers'])} | no | {r['seconds']:.2f} | "
-            f"{r['n_files'] / r['seconds']:.2f} | {r['n_files'] / r['seconds'] / base:.2f} | "
-            f"{'yes' if same else 'NO'} |")
+    gpu_name = torch.cuda.get_device_name(0) if gpu_rows else ""
+    for label, r in rows + gpu_rows:
+        device = gpu_name if (label, r) in gpu_rows else "CPU"
+        if "error" in r:
+            say(f"| {device} | {label} | | {'yes' if 'labels' in label else 'no'} | "
+                f"{r['error']} | | | |")
+            continue
+        threads = (max(1, cores // r["workers"]) if r["workers"] > 1
+                   else r["prefetch"] if device != "CPU" else r["threads"])
+        n_before = len(before["boundaries"]) if before else 0
+        same = ("—" if before is None else "yes" if r["boundaries"][:n_before] ==
+                before["boundaries"] else "NO")
+        say(f"| {device} | {label} | {threads} | {'yes' if 'labels' in label else 'no'} | "
+            f"{r['seconds']:.2f} | {rate(r):.2f} | "
+            f"{fmt(None if base is None else rate(r) / base)} | {same} |")
     say()
-    if before_code is not None:
+    if rate(old) and rate(default):
         say(f"Default against the code before issue 24 (the default a user had): "
-            f"**{(default['n_files'] / default['seconds']) / (old['n_files'] / old['seconds']):.2f}x** "
-            "without labels.")
-    ratio = (default["n_files"] / default["seconds"]) / base
-    ratio_l = (default_l["n_files"] / default_l["seconds"]) / (
-        before_l["n_files"] / before_l["seconds"])
-    say(f"Default against before: **{ratio:.2f}x** the files per second without labels, "
-        f"**{ratio_l:.2f}x** with labels (target on 2 cores, issue 24: at least 1.6x).")
+            f"**{rate(default) / rate(old):.2f}x** without labels.")
+    if base and rate(default):
+        text = f"Default against before: **{rate(default) / base:.2f}x** the files per second "
+        if rate(before_l) and rate(default_l):
+            text += (f"without labels, **{rate(default_l) / rate(before_l):.2f}x** with "
+                     "labels ")
+        say(text + "(target on 2 cores, issue 24: at least 1.6x).")
     say()
 
 
@@ -620,13 +660,16 @@ def collection_main(args) -> None:
             sf.write(flac, y, sr)
             flacs.append(flac)
         body, say = recorder()
-        collection_rows(model_path, mp3s, flacs, say, args.repeats, args.before_code)
+        collection_rows(model_path, mp3s, flacs, say, args.repeats, args.before_code,
+                        args.row_timeout, not args.no_labels,
+                        [int(n) for n in args.gpu_workers.split(",") if n],
+                        [int(n) for n in args.gpu_prefetch.split(",") if n])
     # The run's description goes under the section's heading, once the run is over.
     about = [
         f"- Date: {datetime.datetime.now().isoformat(timespec='seconds')}; machine: "
         f"{_platform.machine()}, {os.cpu_count()} logical cores; load average at the end "
         f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}; model: {model_desc}.",
-        f"- Command: `python bench/speed.py --collection --out {args.out.name}`; "
+        f"- Command: `python bench/speed.py {' '.join(sys.argv[1:])}`; "
         f"{(time.perf_counter() - t0) / 60:.1f} min"
         + (f"; `--before-code` {args.before_code}: the package at commit "
            f"{_commit(args.before_code / 'msaf_learned_ssm')}" if args.before_code else "")
@@ -649,6 +692,15 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--before-code", type=Path, default=None,
                         help="--collection: a folder whose msaf_learned_ssm is an earlier "
                              "version (a row of its default, for the ratio)")
+    parser.add_argument("--row-timeout", type=float, default=3600,
+                        help="--collection: seconds a row may take (it is then reported as "
+                             "unfinished, with its stacks in the log)")
+    parser.add_argument("--no-labels", action="store_true",
+                        help="--collection: skip the rows with labels")
+    parser.add_argument("--gpu-workers", default="1,4,8,16",
+                        help="--collection: process counts of the GPU rows (1: threads)")
+    parser.add_argument("--gpu-prefetch", default="",
+                        help="--collection: extra GPU rows with this many decoding threads")
     parser.add_argument("--mp3-dir", type=Path, default=None,
                         help="--collection: folder of the MP3s (made, or reused)")
     args = parser.parse_args(argv)
@@ -910,6 +962,9 @@ def worker_main(argv: list[str]) -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # see run_worker
     {"analyzer": worker_analyzer, "author": worker_author, "author_batch": worker_author,
      "msaf": worker_msaf, "many": worker_many, "dask": worker_dask,
      "msaf_collection": worker_msaf_collection}[args.kind](args)

@@ -564,13 +564,14 @@ class Analyzer:
                                     peaks, sync)
 
     def default_prefetch(self) -> int:
-        """Files :meth:`analyze_many` decodes ahead by default: with a GPU, half the
-        threads (at least 2), since the GPU then waits on decoding and the STFT (on a
-        16-core H200 machine 8 files ahead gave 37 files per second, 2 gave 25,
+        """Files :meth:`analyze_many` decodes ahead by default: with a GPU, one per
+        thread (at least 2), since the GPU then waits on decoding and the STFT (16-core
+        H100 machine, three-minute MP3s: 16 files ahead gave 23.9 files per second, 8 gave
+        15.3; 22.05 kHz FLAC, earlier: 8 gave 37, 2 gave 25;
         ``bench/results/speed_gpu.md``); on a CPU with spare cores (cores beyond
         ``torch.get_num_threads()``) 2; else 0."""
         if self.device.type != "cpu":
-            return max(2, torch.get_num_threads() // 2)
+            return max(2, torch.get_num_threads())
         return 2 if default_threads() > torch.get_num_threads() else 0
 
     def analyze_many(self, paths: Iterable[PathLike], prefetch: Optional[int] = None,
@@ -587,7 +588,7 @@ class Analyzer:
         paths : iterable of path-like
         prefetch : int >= 0 or None
             With ``workers=1``: files decoded ahead in background threads, overlapping with
-            the model. None: :meth:`default_prefetch` (half the threads with a GPU; 2 when
+            the model. None: :meth:`default_prefetch` (one per thread with a GPU; 2 when
             the CPU has cores that torch does not use; else 0). On a CPU whose cores all
             run the encoder, decoding ahead only competes with it and the batch is slower
             (``bench/results/speed.md``, batch rows). Unused with worker processes.

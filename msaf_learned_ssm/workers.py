@@ -16,9 +16,15 @@ Details that matter to a user:
   process, so they reach its warning filters and handlers.
 * Ctrl-C stops the run: the workers ignore SIGINT, the calling process cancels the queued
   files and ends the workers.
-* On Linux the workers are forked (they share the loaded model's memory and start in
-  milliseconds); elsewhere they are spawned, which needs the usual
-  ``if __name__ == "__main__":`` guard in the calling script.
+* On Linux the workers are forked from a fork server (``forkserver``), a clean process
+  that has imported the package and nothing else; elsewhere they are spawned, which needs
+  the usual ``if __name__ == "__main__":`` guard in the calling script. Not a plain fork
+  of the calling process: once that process has run torch with several threads, its
+  OpenMP thread pool does not survive a fork, and a forked worker's first multi-threaded
+  operation waits forever. On a 16-core machine (torch 2.11) every forked worker hung in
+  the encoder's first convolution, while the same workers from a fork server ran; on 2
+  cores it never showed. The fork server starts once per calling process (about as long as
+  importing torch); each worker then starts in milliseconds.
 """
 
 from __future__ import annotations
@@ -46,11 +52,19 @@ class WorkerDiedError(LearnedSSMError):
     decoder)."""
 
 
+#: What the fork server imports before it forks workers (not the calling script: an
+#: unguarded script must not run again in the server).
+FORKSERVER_PRELOAD = ["msaf_learned_ssm.inference"]
+
+
 def process_context() -> multiprocessing.context.BaseContext:
-    """Start method of the workers: fork on Linux (the model's memory is shared, no
-    re-import), spawn elsewhere (fork is unsafe on macOS)."""
+    """Start method of the workers: a fork server on Linux (workers start fast and never
+    inherit the calling process's thread pools; see the module's notes), spawn elsewhere
+    (fork is unsafe on macOS)."""
     if sys.platform.startswith("linux"):
-        return multiprocessing.get_context("fork")
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(FORKSERVER_PRELOAD)
+        return context
     return multiprocessing.get_context("spawn")
 
 

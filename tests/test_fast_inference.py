@@ -111,9 +111,9 @@ def test_default_prefetch_follows_the_device_and_the_threads(monkeypatch):
     assert analyzer.default_prefetch() == 0  # every core runs the encoder
     monkeypatch.setattr(inference, "default_threads", lambda: 32)
     assert analyzer.default_prefetch() == 2  # spare cores decode ahead
-    # With a GPU the cores are free: half the threads' worth of files decode ahead (only
-    # the device's type is read, so no GPU is needed to check the rule).
+    # With a GPU the cores are free: one file per thread decodes ahead (only the device's
+    # type is read, so no GPU is needed to check the rule).
     analyzer.device = torch.device("cuda")
-    assert analyzer.default_prefetch() == 8
+    assert analyzer.default_prefetch() == 16
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     assert analyzer.default_prefetch() == 2
