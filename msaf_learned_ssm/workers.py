@@ -17,8 +17,10 @@ Details that matter to a user:
 * Ctrl-C stops the run: the workers ignore SIGINT, the calling process cancels the queued
   files and ends the workers.
 * On Linux the workers are forked from a fork server (``forkserver``), a clean process
-  that has imported the package and nothing else; elsewhere they are spawned, which needs
-  the usual ``if __name__ == "__main__":`` guard in the calling script. Not a plain fork
+  that has imported the package and nothing else; elsewhere they are spawned. Either way
+  they never run the calling script again (its ``__main__`` is hidden from them while
+  they start: what they run lives in this package), so a script needs no
+  ``if __name__ == "__main__":`` guard. Not a plain fork
   of the calling process: once that process has run torch with several threads, its
   OpenMP thread pool does not survive a fork, and a forked worker's first multi-threaded
   operation waits forever. On a 16-core machine (torch 2.11) every forked worker hung in
@@ -34,6 +36,7 @@ import signal
 import sys
 import warnings
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterator, Optional, Sequence
@@ -101,12 +104,33 @@ def _start_pool(task: Callable[[Any], Any], workers: int, threads: int) -> Proce
                                initializer=_init_worker, initargs=(task, threads))
 
 
+@contextmanager
+def _main_hidden() -> Iterator[None]:
+    """Hide the calling script from the workers that start meanwhile.
+
+    A spawned or fork-server worker re-runs the script that ``__main__`` names (its
+    ``__spec__`` or ``__file__``) before it works, so that functions defined there can be
+    unpickled; an unguarded script would then run its whole job again in every worker.
+    Nothing the workers run is defined there, so they are not told about it.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {key: main.__dict__[key] for key in ("__file__", "__spec__")
+             if key in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
 def _submit(pool: ProcessPoolExecutor, item: Any) -> Future:
-    with warnings.catch_warnings():
-        # Python >= 3.12 warns on every fork of a process that has threads (torch's pool);
-        # the workers only run torch after resetting its threads, as DataLoader's do.
-        warnings.filterwarnings("ignore", message=r".*use of fork\(\) may lead to deadlocks",
-                                category=DeprecationWarning)
+    # Workers start inside submit (when the pool grows), in this thread.
+    with _main_hidden():
         return pool.submit(_run_task, item)
 
 

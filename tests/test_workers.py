@@ -130,6 +130,25 @@ def test_workers_are_not_forks_of_the_calling_process():
     assert shapes == [(256, 256)] * 2
 
 
+def test_an_unguarded_script_runs_once(tracks, tmp_path):
+    """Workers never re-run the calling script, so a script without the
+    ``if __name__ == "__main__":`` guard works (and runs its job once)."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import torch\n"
+        "from msaf_learned_ssm import Analyzer, ModelConfig, SSMNet\n"
+        "print('RUN', flush=True)\n"
+        "torch.manual_seed(0)\n"
+        "a = Analyzer(SSMNet(ModelConfig(attention_layers=1)).eval(), 'cpu')\n"
+        f"paths = {[str(p) for p in tracks[:2]]!r}\n"
+        "ok = [r for _, r in a.analyze_many(paths, workers=2) if not isinstance(r, Exception)]\n"
+        "print('DONE', len(ok), flush=True)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["RUN", "DONE", "2"], out.stdout + out.stderr[-3000:]
+
+
 def _matmul_shape(_item) -> tuple:
     return tuple((torch.randn(256, 256) @ torch.randn(256, 256)).shape)
 
