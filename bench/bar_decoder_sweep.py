@@ -1,8 +1,10 @@
-"""Settings of the package tracker's bar decoder against madmom's bars on real music.
+"""Settings of the package tracker's decoder against madmom's beats and bars on real music.
 
 The tracker network runs once per track (``BeatTracker.mel_activations``); the decoding
 (:func:`msaf_learned_ssm.beats.decode_beats`) is then redone for each setting of its bar
-decoder (``p_restart``: how easily a bar ends early; ``meters``). Scores: ``mir_eval.beat.f_measure`` at 150 ms (beats / downbeats) against
+decoder (``p_restart``: how easily a bar ends early; ``meters``) and of its tempo-octave
+check (``--double-ratio``: :func:`msaf_learned_ssm.beats.offbeat_ratio` above which the
+beats are redone at twice the tempo; ``none``: never). Scores: ``mir_eval.beat.f_measure`` at 150 ms (beats / downbeats) against
 madmom's beats on unlabelled real tracks (cached by ``bench/beat_agreement.py`` in
 ``cache/madmom_beats``; tracks without a cache entry are skipped) and against the
 references on band renders. Choose on the TRAIN tracks; the held-out ones confirm once.
@@ -11,6 +13,8 @@ Usage::
 
     python bench/bar_decoder_sweep.py --ids corpora/unlabeled/train_ids.txt
     python bench/bar_decoder_sweep.py --ids corpora/unlabeled/heldout_ids.txt --p-restart 0.02 0.005
+    python bench/bar_decoder_sweep.py --ids corpora/unlabeled/train_ids.txt --p-restart 0.005 \
+        --double-ratio none 0.5 0.6 0.7 --tracker runs/beats_heavy/beats.pt
 """
 
 from __future__ import annotations
@@ -46,17 +50,24 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", type=Path, default=ROOT / "cache" / "madmom_beats")
     parser.add_argument("--p-restart", type=float, nargs="+",
                         default=[0.005, 0.02, 0.05, 0.15])
+    parser.add_argument("--double-ratio", nargs="+", default=["none"],
+                        help="tempo-octave check thresholds ('none': off)")
+    parser.add_argument("--meters", choices=["3/4", "both"], default="both",
+                        help="bar decoder metres: 3 and 4 only, or also with 2")
+    parser.add_argument("--tracker", type=Path, default=None,
+                        help="tracker file (default: the shipped one)")
     args = parser.parse_args(argv)
+    ratios = [None if r == "none" else float(r) for r in args.double_ratio]
 
-    tracker = BeatTracker()
+    tracker = BeatTracker(args.tracker)
     frontend = tracker.config.model_config
 
     def activations(path: Path):
         mel = standardize_bands(log_mel(load_audio(path, frontend.sample_rate), frontend))
         return tracker.mel_activations(mel)
 
-    def decode(acts, times, p_restart, meters):
-        beats = decode_beats(acts, times, tracker.config, p_restart, meters)
+    def decode(acts, times, p_restart, meters, ratio):
+        beats = decode_beats(acts, times, tracker.config, p_restart, meters, ratio)
         return beats.times, beats.positions
 
     sets = {"real vs madmom": [], "renders vs references": []}
@@ -76,17 +87,20 @@ def main(argv=None) -> int:
                 ref = read_beats(str(args.renders / "references" / f"{track_id}.jams"))
                 sets["renders vs references"].append((*activations(audio), *ref))
     print("tracks:", {k: len(v) for k, v in sets.items()})
-    print("| p_restart | meters | " + " | ".join(f"{k}: beat F / downbeat F" for k in sets) + " |")
-    print("|---|---|" + "---|" * len(sets))
-    for p_restart, meters in itertools.product(args.p_restart, [(3, 4), (2, 3, 4)]):
+    print(f"tracker: {args.tracker or 'the shipped beats.pt'}")
+    print("| p_restart | meters | double-tempo ratio | "
+          + " | ".join(f"{k}: beat F / downbeat F" for k in sets) + " |")
+    print("|---|---|---|" + "---|" * len(sets))
+    meter_sets = [(3, 4)] if args.meters == "3/4" else [(3, 4), (2, 3, 4)]
+    for p_restart, meters, ratio in itertools.product(args.p_restart, meter_sets, ratios):
         cells = []
         for items in sets.values():
-            scores = [f_measures(rt, rp, *decode(a, t, p_restart, meters), 0.15)
+            scores = [f_measures(rt, rp, *decode(a, t, p_restart, meters, ratio), 0.15)
                       for a, t, rt, rp in items]
             mean = np.mean(scores, axis=0) if scores else (np.nan, np.nan)
             cells.append(f"{mean[0]:.3f} / {mean[1]:.3f}")
-        print(f"| {p_restart:g} | {'/'.join(map(str, meters))} | " + " | ".join(cells) + " |",
-              flush=True)
+        print(f"| {p_restart:g} | {'/'.join(map(str, meters))} | "
+              f"{'off' if ratio is None else ratio} | " + " | ".join(cells) + " |", flush=True)
     return 0
 
 

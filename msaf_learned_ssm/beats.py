@@ -390,9 +390,44 @@ def dp_beats(activation: np.ndarray, period: float, tightness: float = 100.0) ->
     return np.array(beats[::-1], dtype=int)
 
 
+#: Tempo-octave check of the decoder: when the beat activation between the beats found is,
+#: on average, at least this share of the activation on them, the network hears beats
+#: there too and the beats are redone at twice the tempo (None: never).
+DOUBLE_TEMPO_RATIO: Optional[float] = None
+
+
+def offbeat_ratio(beat_activation: np.ndarray, frames: np.ndarray) -> float:
+    """Mean beat activation halfway between consecutive beats over the mean on the beats.
+
+    Parameters
+    ----------
+    beat_activation : np.ndarray, shape (F,)
+    frames : np.ndarray of int, shape (n,)
+        Beat frames, increasing.
+
+    Returns
+    -------
+    float
+        Near 0 when nothing sounds like a beat between the beats; near 1 when the
+        midpoints are as beat-like as the beats (the tempo found is half the heard one).
+        NaN with fewer than 3 beats.
+    """
+    frames = np.asarray(frames, dtype=int)
+    if frames.size < 3:
+        return float("nan")
+    act = np.asarray(beat_activation, dtype=float)
+    mids = np.rint((frames[:-1] + frames[1:]) / 2.0).astype(int)
+
+    def around(idx: np.ndarray) -> float:
+        return float(np.mean([act[max(i - 1, 0): i + 2].max() for i in idx]))
+
+    return around(mids) / max(around(frames), 1e-9)
+
+
 def decode_beats(activations: np.ndarray, times: np.ndarray, config: BeatConfig = BeatConfig(),
                  p_restart: float = BAR_RESTART_PROBABILITY,
-                 meters: Sequence[int] = (3, 4)) -> Beats:
+                 meters: Sequence[int] = (3, 4),
+                 double_tempo_ratio: Optional[float] = DOUBLE_TEMPO_RATIO) -> Beats:
     """Beat grid with bar positions from the tracker's activations.
 
     Parameters
@@ -404,6 +439,8 @@ def decode_beats(activations: np.ndarray, times: np.ndarray, config: BeatConfig 
     config : BeatConfig
     p_restart, meters : float, sequence of int
         The bar decoder's settings (:func:`bar_positions`).
+    double_tempo_ratio : float or None
+        Tempo-octave check (:data:`DOUBLE_TEMPO_RATIO`, :func:`offbeat_ratio`).
 
     Returns
     -------
@@ -425,6 +462,9 @@ def decode_beats(activations: np.ndarray, times: np.ndarray, config: BeatConfig 
     frame_rate = 1.0 / config.frame_sec
     period = beat_period(beat_act, frame_rate, config.min_bpm, config.max_bpm)
     frames = dp_beats(beat_act, period)
+    if (double_tempo_ratio is not None and 60.0 * frame_rate / (period / 2) <= config.max_bpm
+            and offbeat_ratio(beat_act, frames) >= double_tempo_ratio):
+        frames = dp_beats(beat_act, period / 2)
     if frames.size == 0:
         return empty
     # The DP places beats through silences too: keep those where the network hears a beat

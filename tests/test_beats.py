@@ -52,6 +52,28 @@ def test_decode_finds_triple_metre():
     assert mir_eval.beat.f_measure(downbeats, est.downbeats) > 0.9
 
 
+def test_offbeat_ratio_and_the_tempo_octave_check():
+    from msaf_learned_ssm.beats import offbeat_ratio
+
+    act = np.zeros(200)
+    act[10::20] = 1.0
+    act[20::20] = 0.8  # a pulse halfway between the beats, almost as strong
+    frames = np.arange(10, 190, 20)
+    assert offbeat_ratio(act, frames) == pytest.approx(0.8)
+    on_beats_only = act * (np.arange(200) % 20 == 10)
+    assert offbeat_ratio(on_beats_only, frames) == pytest.approx(0.0)
+    assert np.isnan(offbeat_ratio(act, frames[:2]))
+    # A steady beat at 60 BPM with no pulse between the beats: the check keeps the
+    # tempo; forced (ratio 0), the beats are redone at twice the tempo.
+    act2, times, _ = _impulse_activation(1300, 1.0, 1.0, 4)
+    plain = decode_beats(act2, times, double_tempo_ratio=None)
+    kept = decode_beats(act2, times, double_tempo_ratio=0.5)
+    forced = decode_beats(act2, times, double_tempo_ratio=0.0)
+    assert len(kept.times) == len(plain.times)
+    assert np.median(np.diff(forced.times)) == pytest.approx(
+        np.median(np.diff(plain.times)) / 2, rel=0.05)
+
+
 def test_decode_of_silence_is_empty_and_nan_is_refused():
     times = (np.arange(400) + 0.5) * FRAME
     assert len(decode_beats(np.zeros((2, 400)), times).times) == 0
