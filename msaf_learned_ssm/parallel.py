@@ -13,11 +13,12 @@ from typing import Optional
 
 #: Threads per worker process that :func:`default_workers` aims at on a CPU: one process
 #: per core. Each process then keeps its core busy through the serial parts of a file
-#: (decoding, resampling, peaks, labels) as well as the encoder. On 2 cores it is on par
-#: with one 2-thread process (1.00x in a quiet run of ``bench/speed.py --collection
-#: --repeats 5``, 0.97x to 1.19x in a noisier one; ``bench/results/speed.md``: the encoder
-#: scales well on 2 threads); on 16 cores one process ran at the speed of about 2 cores
-#: (issue 24: 2.6 files/s), which is what the processes are for.
+#: (decoding, resampling, peaks, labels) as well as the encoder. Measured with
+#: ``bench/speed.py --collection`` on 12 three-minute MP3s: on 2 cores, 2 processes of 1
+#: thread gave 1.41x the files per second of one 2-thread process (``bench/results/
+#: speed.md``); on 16 cores (``bench/results/speed_gpu.md``), 16 processes of 1 thread,
+#: 8 of 2 and 4 of 4 all gave 8.7 files/s (2.8x one 16-thread process), 2 of 8 gave 5.8:
+#: a few threads or one per process are the same, so the rule stays the simplest.
 THREADS_PER_WORKER = 1
 #: Memory one worker process may need (bytes): its RSS on a 3-4 minute track is about
 #: 0.5 GB, torch included (``bench/results/speed.md``); an hour-long file needs about 1.1 GB.
