@@ -129,9 +129,16 @@ def _main_hidden() -> Iterator[None]:
 
 
 def _submit(pool: ProcessPoolExecutor, item: Any) -> Future:
+    """Queue ``item``; a pool that a dying worker broke meanwhile gives a failed future,
+    which :func:`map_in_processes` handles when the item's turn comes."""
     # Workers start inside submit (when the pool grows), in this thread.
     with _main_hidden():
-        return pool.submit(_run_task, item)
+        try:
+            return pool.submit(_run_task, item)
+        except BrokenProcessPool as exc:
+            failed: Future = Future()
+            failed.set_exception(exc)
+            return failed
 
 
 def _stop(pool: ProcessPoolExecutor, now: bool) -> None:

@@ -133,7 +133,39 @@ def test_the_package_tracker_stays_the_default_and_is_recorded(model, track):
     assert identity["sha256"] == file_sha256(DEFAULT_BEAT_MODEL)
 
 
-def test_madmom_beats_reach_worker_processes_and_arrays(fake_madmom, model, track):
+#: An importable stand-in for the madmom package, with the stand-in tracker's grid: worker
+#: processes start from a fork server and import what they use, so the fixture's
+#: patches of this process do not reach them.
+_FAKE_MADMOM_PACKAGE = {
+    "madmom/__init__.py": "__version__ = '0.0+stand-in'\n",
+    "madmom/audio/__init__.py": "",
+    "madmom/audio/signal.py": (
+        "class Signal:\n"
+        "    def __init__(self, data, sample_rate):\n"
+        "        self.data, self.sample_rate = data, sample_rate\n"),
+    "madmom/features/__init__.py": "",
+    "madmom/features/downbeats.py": (
+        "import numpy as np\n"
+        "class RNNDownBeatProcessor:\n"
+        "    def __call__(self, signal):\n"
+        "        return len(signal.data) / signal.sample_rate  # the duration stands in\n"
+        "class DBNDownBeatTrackingProcessor:\n"
+        "    def __init__(self, beats_per_bar, fps):\n"
+        "        pass\n"
+        "    def __call__(self, duration):\n"
+        "        times = np.arange(0.25, 60.0, 0.5)\n"
+        "        positions = np.arange(len(times)) % 3 + 1\n"
+        "        keep = times < duration\n"
+        "        return np.stack([times[keep], positions[keep]], axis=1)\n"),
+}
+
+
+def test_madmom_beats_reach_worker_processes_and_arrays(fake_madmom, model, track, tmp_path,
+                                                       monkeypatch):
+    for rel, text in _FAKE_MADMOM_PACKAGE.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))  # the workers get this process's sys.path
     analyzer = Analyzer(model, "cpu", sync="bar", beat_model="madmom")
     single = analyzer.analyze(track)
     many = list(analyzer.analyze_many([track, track], workers=2))

@@ -300,3 +300,18 @@ def test_more_workers_than_memory_holds_are_reduced_with_a_warning(analyzer, tra
     with pytest.warns(UserWarning, match="holds 2 worker processes"):
         results = list(analyzer.analyze_many(tracks[:4], workers=4))
     assert [p for p, _ in results] == [str(p) for p in tracks[:4]]
+
+
+def test_an_item_queued_on_a_pool_broken_meanwhile_gets_a_failed_future():
+    """A worker may die while the next items are queued: their submit must not raise
+    (map_in_processes restarts the pool when their turn comes)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from msaf_learned_ssm.workers import _submit
+
+    class BrokenPool:
+        def submit(self, *args, **kwargs):
+            raise BrokenProcessPool("a child process terminated abruptly")
+
+    future = _submit(BrokenPool(), "x.wav")
+    assert future.done() and isinstance(future.exception(), BrokenProcessPool)
