@@ -158,7 +158,8 @@ other control character in PATH is escaped (\\\\, \\t, \\n, \\xNN).
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes, each with cores // N threads: on a CPU each segments "
                    "whole files, with a GPU they decode. Default: on a CPU one per core (no "
-                   "more than the files), with a GPU 1.")
+                   "more than the files; 1 below 32 files, where starting them costs "
+                   "more than they save), with a GPU 1.")
 @click.option("--overwrite", is_flag=True,
               help="Replace existing CSV and PNG outputs, and a JAMS of another audio file.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")

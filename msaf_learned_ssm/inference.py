@@ -603,7 +603,8 @@ class Analyzer:
             with a GPU they decode and compute the patches while the model runs here.
             1: everything in this process. None: on a CPU,
             :func:`~msaf_learned_ssm.parallel.default_workers` (one process per core,
-            no more than the files; measured in ``bench/results/speed.md``); with a
+            no more than the files, and 1 below ``parallel.WORKERS_MIN_FILES`` files;
+            measured in ``bench/results/speed.md``); with a
             GPU, 1 (decoding threads, see ``prefetch``).
 
         Raises

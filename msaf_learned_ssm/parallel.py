@@ -20,6 +20,11 @@ from typing import Optional
 #: 8 of 2 and 4 of 4 all gave 8.7 files/s (2.8x one 16-thread process), 2 of 8 gave 5.8:
 #: a few threads or one per process are the same, so the rule stays the simplest.
 THREADS_PER_WORKER = 1
+#: Fewest files for which :func:`default_workers` starts worker processes. Starting them
+#: costs seconds (the fork server imports torch, each worker receives the model): in a new
+#: process on 2 cores, 12 three-minute MP3s took 9.0 s in one process and 11.8 s in two,
+#: 24 took 17.0 s and 17.1 s (the break-even); the processes win from there on.
+WORKERS_MIN_FILES = 32
 #: Memory one worker process may need (bytes): its RSS on a 3-4 minute track is about
 #: 0.5 GB, torch included (``bench/results/speed.md``); an hour-long file needs about 1.1 GB.
 WORKER_MEMORY_BYTES = 1 << 30
@@ -71,8 +76,10 @@ def default_workers(n_files: Optional[int] = None, cores: Optional[int] = None,
     """Worker processes for a collection on a CPU.
 
     ``cores // THREADS_PER_WORKER``, no more than there are files nor than the available
-    memory holds (:data:`WORKER_MEMORY_BYTES` each), at least 1; 1 in a daemonic process
-    (a ``multiprocessing.Pool`` worker), which may not start processes.
+    memory holds (:data:`WORKER_MEMORY_BYTES` each), at least 1; 1 for fewer than
+    :data:`WORKERS_MIN_FILES` files (starting the processes would cost more than they
+    save), and 1 in a daemonic process (a ``multiprocessing.Pool`` worker), which may not
+    start processes.
 
     Parameters
     ----------
@@ -87,6 +94,8 @@ def default_workers(n_files: Optional[int] = None, cores: Optional[int] = None,
 
     if multiprocessing.current_process().daemon:
         return 1  # a daemonic process (a multiprocessing.Pool worker) cannot have children
+    if n_files is not None and n_files < WORKERS_MIN_FILES:
+        return 1
     workers = memory_cap(resolve_threads(cores) // THREADS_PER_WORKER, memory)
     if n_files is not None:
         workers = min(workers, n_files)

@@ -171,7 +171,12 @@ def test_each_worker_gets_its_share_of_the_cores():
 
 def test_default_workers_follow_cores_files_and_memory():
     assert default_workers(n_files=100, cores=16, memory=64 * WORKER_MEMORY_BYTES) == 16
-    assert default_workers(n_files=3, cores=16, memory=64 * WORKER_MEMORY_BYTES) == 3
+    assert default_workers(n_files=40, cores=64, memory=64 * WORKER_MEMORY_BYTES) == 40
+    # A few files: one process (starting workers costs more than they save).
+    from msaf_learned_ssm.parallel import WORKERS_MIN_FILES
+
+    assert default_workers(n_files=WORKERS_MIN_FILES - 1, cores=16,
+                           memory=64 * WORKER_MEMORY_BYTES) == 1
     assert default_workers(n_files=100, cores=16, memory=4 * WORKER_MEMORY_BYTES) == 4
     assert default_workers(n_files=100, cores=16, memory=0) == 1
     assert default_workers(n_files=0, cores=2, memory=None) >= 1
