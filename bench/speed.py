@@ -585,8 +585,8 @@ def collection_rows(model_path: str, mp3s: list[Path], flacs: list[Path], say,
         "× before | same boundaries as before |")
     say("|---|---|---:|---|---:|---:|---:|---|")
     gpu_name = torch.cuda.get_device_name(0) if gpu_rows else ""
-    for label, r in rows + gpu_rows:
-        device = gpu_name if (label, r) in gpu_rows else "CPU"
+    for device, (label, r) in ([("CPU", row) for row in rows]
+                               + [(gpu_name, row) for row in gpu_rows]):
         if "error" in r:
             say(f"| {device} | {label} | | {'yes' if 'labels' in label else 'no'} | "
                 f"{r['error']} | | | |")

@@ -390,6 +390,11 @@ def dp_beats(activation: np.ndarray, period: float, tightness: float = 100.0) ->
     return np.array(beats[::-1], dtype=int)
 
 
+def _peak_near(activation: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Largest activation within one frame of each of ``frames``, shape (n,)."""
+    return np.array([activation[max(f - 1, 0): f + 2].max() for f in frames], dtype=float)
+
+
 #: Tempo-octave check of the decoder: when the beat activation between the beats found is,
 #: on average, at least this share of the activation on them, the network hears beats
 #: there too and the beats are redone at twice the tempo (None: never). Off: 0.2, the best
@@ -420,11 +425,7 @@ def offbeat_ratio(beat_activation: np.ndarray, frames: np.ndarray) -> float:
         return float("nan")
     act = np.asarray(beat_activation, dtype=float)
     mids = np.rint((frames[:-1] + frames[1:]) / 2.0).astype(int)
-
-    def around(idx: np.ndarray) -> float:
-        return float(np.mean([act[max(i - 1, 0): i + 2].max() for i in idx]))
-
-    return around(mids) / max(around(frames), 1e-9)
+    return float(_peak_near(act, mids).mean()) / max(float(_peak_near(act, frames).mean()), 1e-9)
 
 
 def decode_beats(activations: np.ndarray, times: np.ndarray, config: BeatConfig = BeatConfig(),
@@ -472,14 +473,14 @@ def decode_beats(activations: np.ndarray, times: np.ndarray, config: BeatConfig 
         return empty
     # The DP places beats through silences too: keep those where the network hears a beat
     # nearby, trimming weak beats at the ends only.
-    strength = np.array([beat_act[max(f - 1, 0): f + 2].max() for f in frames])
+    strength = _peak_near(beat_act, frames)
     strong = np.flatnonzero(strength >= 0.1)
     if strong.size == 0:
         return empty
     frames = frames[strong[0]: strong[-1] + 1]
     exact = _refine(beat_act, frames)
     beat_times = np.interp(exact, np.arange(len(times)), times)
-    down_strength = np.array([down_act[max(f - 1, 0): f + 2].max() for f in frames])
+    down_strength = _peak_near(down_act, frames)
     return Beats(beat_times, bar_positions(down_strength, meters, p_restart))
 
 

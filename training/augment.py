@@ -95,7 +95,7 @@ class AugmentConfig:
     def heavy(cls, variants: int = 3) -> "AugmentConfig":
         """The beat tracker's augmentation: records as far from renders as they get.
 
-        Tempo +-25 % (half of the draws), drums down or gone (half), reverb, compression,
+        Tempo +-25 % (80 % of the draws), drums down or gone (half), reverb, compression,
         lo-fi, noise down to 10 dB SNR, besides the default EQ, low-pass, pitch and MP3.
         """
         return cls(variants=variants, p_tempo=0.8, tempo_change=0.25, p_noise=0.5,

@@ -276,9 +276,9 @@ def train_tracker(train_tracks: Sequence[Track], val_tracks: Sequence[Track], ou
     """
     out_path, state_path, log_path = run_paths(out)
     _refuse_existing([out_path, state_path, log_path], resume, overwrite)
-    if config.init is not None:
-        # The architecture (and front end) is the initial tracker's.
-        model_config = load_beat_model(config.init)[0].config
+    initial = load_beat_model(config.init)[0].train() if config.init is not None else None
+    if initial is not None:
+        model_config = initial.config  # the architecture (and front end) is the initial one's
     out_path.parent.mkdir(parents=True, exist_ok=True)
     cache = TrackerFrameCache(cache_dir, model_config)
     skipped: dict = {}
@@ -293,11 +293,7 @@ def train_tracker(train_tracks: Sequence[Track], val_tracks: Sequence[Track], ou
 
     with deterministic():
         torch.manual_seed(config.seed)
-        if config.init is not None:
-            model, _ = load_beat_model(config.init)
-            model.train()
-        else:
-            model = BeatTCN(model_config)
+        model = initial if initial is not None else BeatTCN(model_config)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         state = {"epoch": 0, "best_epoch": 0, "best": None, "since_best": 0}
         if resume and state_path.is_file():

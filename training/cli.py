@@ -320,6 +320,11 @@ def _beat_defaults():
     return BeatTrainConfig()
 
 
+def _beat_augment_levels() -> list:
+    from .beat_training import AUGMENT_LEVELS
+    return list(AUGMENT_LEVELS)
+
+
 @click.command("train-beats")
 @click.argument("corpus_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), callback=_model_file,
@@ -339,7 +344,7 @@ def _beat_defaults():
 @click.option("--augment-variants", type=click.IntRange(0),
               default=_beat_defaults().augment_variants, show_default=True,
               help="Augmented versions of each training track besides the clean one.")
-@click.option("--augment", "augment", type=click.Choice(["light", "heavy"]),
+@click.option("--augment", "augment", type=click.Choice(_beat_augment_levels()),
               default=_beat_defaults().augment, show_default=True,
               help="light: gain, EQ, low-pass, noise, pitch, tempo +-8 %, MP3. heavy: also "
                    "tempo +-25 %, drums down or gone, reverb, compression, lo-fi; validation "
