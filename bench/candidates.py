@@ -636,6 +636,15 @@ def reference_table(candidates: Sequence[Candidate], corpora: Sequence[str], mea
     return lines
 
 
+def _holds_teacher(candidate: Candidate, teacher_shas: set) -> bool:
+    """Whether a candidate is a teacher, or an ensemble with a teacher among its members
+    (its ``members`` records read ``"NAME sha256:HASH"``)."""
+    own = {candidate.analyzer.identity["sha256"]}
+    members = candidate.analyzer.meta.get("members") or []
+    own |= {str(m).rpartition("sha256:")[2] for m in members}
+    return bool(own & teacher_shas)
+
+
 def teacher_table(candidates: Sequence[Candidate], corpora: Sequence[str], means: dict,
                   teachers: Teachers) -> list[str]:
     """Markdown rows: agreement with the teachers (hit rates both placements, SSM r)."""
@@ -648,7 +657,7 @@ def teacher_table(candidates: Sequence[Candidate], corpora: Sequence[str], means
             cells += [_cell(means, (c, cand.label, "teachers", p)) for p in PLACEMENTS]
             m = means.get((c, cand.label, "teachers", "own"))
             cells.append(f"{m['ssm_r']:.3f}" if m and np.isfinite(m["ssm_r"]) else "-")
-        mark = " †" if cand.analyzer.identity["sha256"] in shas else ""
+        mark = " †" if _holds_teacher(cand, shas) else ""
         lines.append(f"| `{cand.label}`{mark} | " + " | ".join(cells) + " |")
     return lines
 
@@ -705,7 +714,9 @@ def notes(teachers: Optional[Teachers], namespace: str, annotator) -> list[str]:
             "Pearson correlation between the model's SSM and the teachers' mean SSM over "
             "the upper triangle (k=1), mean over tracks. A teacher that is also a candidate "
             "is not run again: the candidate's forward gives its SSM and novelty.",
-            "- † the model is one of the teachers: it is scored against a mean it is part of, "
+            "- † the model is one of the teachers, or an ensemble holding one (an ensemble of "
+            "all the teachers is their mean: 1.000 by construction): it is scored against a "
+            "mean it is part of, "
             "so its agreement is not independent (inflated).",
         ]
     return lines

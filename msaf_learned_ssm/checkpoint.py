@@ -5,7 +5,10 @@ Two formats are read:
 * this package's checkpoints, a dictionary ``{"format_version", "config", "state_dict",
   ...}`` in which ``config`` is a :class:`~msaf_learned_ssm.config.ModelConfig` as a dict;
 * the author's published state_dicts (``ssmnet_nbatt{1,3}_state_dict.pt``), whose
-  architecture is inferred from the tensor names and shapes.
+  architecture is inferred from the tensor names and shapes;
+* ensembles, ``{"format_version", "ensemble": [member checkpoint, ...], "peaks", ...}``,
+  loaded as one :class:`~msaf_learned_ssm.model.EnsembleSSMNet` (mean SSM, mean novelty),
+  written by :func:`save_ensemble`.
 
 Every file is read with ``torch.load(weights_only=True)``: a checkpoint from the internet
 cannot run code.
@@ -25,10 +28,13 @@ from msaf_learned_ssm_jams.fileio import PathLike
 from .config import ModelConfig, PeakConfig
 from .errors import CheckpointError, ConfigError
 from .fileio import atomic_open
-from .model import SSMNet
+from .model import EnsembleSSMNet, SSMNet
 
 
 FORMAT_VERSION = 1
+
+#: Most members an ensemble file may hold (each costs one forward pass per track).
+MAX_ENSEMBLE = 8
 
 # Author's state_dict names -> this package's module names.
 _AUTHOR_PREFIXES = [("conv_novelty.", "novelty.kernels."), ("lin_novelty.", "novelty.combine."),
@@ -187,6 +193,8 @@ def model_settings(meta: Mapping[str, Any], source: str) -> tuple[PeakConfig, st
 def model_from_checkpoint_data(data: Mapping[str, Any], source: str = "<checkpoint>"
                                ) -> tuple[SSMNet, dict[str, Any]]:
     """Build the model from checkpoint contents (see :func:`load_model`)."""
+    if "ensemble" in data:
+        return _ensemble_from_data(data, source)
     if _is_author_state_dict(data):
         config = config_from_author_state_dict(data)
         state_dict, meta = convert_author_state_dict(data), {"source": "author state_dict"}
@@ -223,6 +231,39 @@ def model_from_checkpoint_data(data: Mapping[str, Any], source: str = "<checkpoi
     return model, meta
 
 
+def _ensemble_from_data(data: Mapping[str, Any], source: str
+                        ) -> tuple[EnsembleSSMNet, dict[str, Any]]:
+    """An ensemble file's model (members checked one by one, naming the member)."""
+    from .features import frontend_settings
+
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{source}: checkpoint format version {version!r} is newer than "
+                              f"this msaf-learned-ssm understands ({FORMAT_VERSION}); upgrade "
+                              "the package")
+    members = data["ensemble"]
+    if not isinstance(members, (list, tuple)) or not 2 <= len(members) <= MAX_ENSEMBLE \
+            or not all(isinstance(m, Mapping) for m in members):
+        raise CheckpointError(f"{source}: 'ensemble' must list 2 to {MAX_ENSEMBLE} member "
+                              "checkpoints")
+    models = []
+    for i, member in enumerate(members):
+        where = f"{source} (member {i + 1})"
+        if "ensemble" in member:
+            raise CheckpointError(f"{where}: an ensemble inside an ensemble")
+        models.append(model_from_checkpoint_data(member, where)[0])
+    first = models[0].config
+    for i, model in enumerate(models[1:], start=2):
+        if frontend_settings(model.config) != frontend_settings(first) \
+                or model.config.patch_grid != first.patch_grid:
+            raise CheckpointError(f"{source}: member {i}'s front-end or patch grid differs "
+                                  "from member 1's (their patches would not line up)")
+    meta = {k: v for k, v in data.items() if k != "ensemble"}
+    meta.setdefault("members", [str(m.get("name", f"member {i + 1}"))
+                                for i, m in enumerate(members)])
+    return EnsembleSSMNet(models), meta
+
+
 def load_model(path: PathLike, device: Union[str, torch.device] = "cpu"
                ) -> tuple[SSMNet, dict[str, Any]]:
     """Load a model file (this package's checkpoint or the author's state_dict).
@@ -254,6 +295,56 @@ def checkpoint_dict(model: SSMNet, **extra: Any) -> dict[str, Any]:
     return {"format_version": FORMAT_VERSION, "config": model.config.to_dict(),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             **extra}
+
+
+def save_ensemble(models: "list[PathLike]", path: PathLike, **extra: Any) -> dict[str, Any]:
+    """Write an ensemble file of the model files ``models`` (mean SSM, mean novelty).
+
+    Each member is stored whole (converted to this package's format if it is an author's
+    state_dict) with its name and file hash; the ensemble takes the first member's peak
+    picking and boundary placement unless ``extra`` gives ``peaks`` / ``sync``.
+
+    Parameters
+    ----------
+    models : list of path
+        Two or more model files (not ensembles) of one front-end.
+    path : path
+        The ensemble file to write (atomically).
+    **extra
+        Plain values stored beside the members (``name``, ``license``, ``peaks``...).
+
+    Returns
+    -------
+    dict
+        What was written, without the weights: ``members`` (``"NAME sha256:HASH"`` each),
+        ``peaks``, ``sync``.
+
+    Raises
+    ------
+    CheckpointError
+        A member that does not load (naming it), or members that cannot be averaged.
+    """
+    from .model_files import file_sha256, model_name
+
+    members, records = [], []
+    for model_path in models:
+        data = read_checkpoint(model_path)
+        if "ensemble" in data:
+            raise CheckpointError(f"{model_path}: an ensemble; give its members instead")
+        model, meta = model_from_checkpoint_data(data, str(model_path))
+        name, sha = model_name(model_path), file_sha256(model_path)
+        members.append(checkpoint_dict(model, name=name, sha256=sha,
+                                       **{k: meta[k] for k in ("peaks", "sync") if k in meta}))
+        records.append(f"{name} sha256:{sha}")
+    if len(members) < 2:
+        raise CheckpointError(f"an ensemble needs at least two models, got {len(members)}")
+    first_peaks, first_sync = model_settings(members[0], str(models[0]))
+    content = {"format_version": FORMAT_VERSION, "members": records,
+               "peaks": first_peaks.to_dict(), "sync": first_sync, **extra}
+    # Building it checks the members against each other before anything is written.
+    _ensemble_from_data({**content, "ensemble": members}, str(path))
+    atomic_torch_save({**content, "ensemble": members}, path)
+    return content
 
 
 def save_model(model: SSMNet, path: PathLike, **extra: Any) -> None:

@@ -113,8 +113,9 @@ other control character in PATH is escaped (\\\\, \\t, \\n, \\xNN).
 @main.command(help=_SEGMENT_HELP)
 @click.argument("audio", nargs=-1, required=True)
 @click.option("--model", default=None,
-              help="A shipped model (default, author-nbatt1, author-nbatt3, pop909-band, "
-                   "pop909-piano, nbatt3-teach, nbatt3-decor-teach) or a model file (the "
+              help="A shipped model (default, author-nbatt1, author-nbatt3, author-ensemble, "
+                   "pop909-band, pop909-piano, nbatt3-teach, nbatt3-decor-teach, "
+                   "scratch-decor, scratch-decor-teach) or a model file (the "
                    "author's published state_dicts are accepted too). Default: "
                    "author-nbatt3, the author's published checkpoint (LGPL-3.0), which scored "
                    "best on real band recordings; the pop909-* "
@@ -279,6 +280,42 @@ def _segment_one(path: str, result, analyzer, plan,
         # output file.
         _fail(message if path in message else f"{path}: {message}")
         return False
+
+
+@main.command("ensemble")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.argument("models", nargs=-1, required=True)
+@click.option("--name", default=None, help="Name recorded in the file (default: OUT's stem).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
+def ensemble(out, models, name, overwrite) -> None:
+    """Join MODELS (shipped names or files, two or more) into one model file OUT.
+
+    The ensemble's SSM is the mean of its members' SSMs and its novelty the mean of their
+    novelty curves; it takes the first member's peak picking and boundary placement. Use
+    it as any model: --model OUT, ssm_model=OUT, bench/candidates.py --models OUT.
+    """
+    from .checkpoint import save_ensemble
+    from .model_files import resolve_model
+
+    if Path(out).exists() and not overwrite:
+        _fail(f"{out} exists: pass --overwrite to replace it")
+        sys.exit(2)
+    if len(models) < 2:
+        raise click.UsageError("an ensemble needs at least two MODELS")
+    try:
+        paths = [resolve_model(m) for m in models]
+        for path in paths:
+            if not path.is_file():
+                raise LearnedSSMError(f"{path}: no such model file (nor a shipped model name)")
+        extra = {"name": name or Path(out).stem}
+        if any(p.name.startswith("author-") for p in paths):
+            extra["license"] = ("LGPL-3.0: holds the author's weights "
+                                "(msaf_learned_ssm/models/LICENSE.author-models)")
+        content = save_ensemble(paths, out, **extra)
+    except LearnedSSMError as exc:
+        _fail(str(exc))
+        sys.exit(2)
+    click.echo(f"{out}: ensemble of {', '.join(content['members'])}", err=True)
 
 
 def _read_reference(path: str) -> tuple[str, np.ndarray]:

@@ -313,8 +313,7 @@ class Analyzer:
             # channels-last weights and batches of 16 patches that stay in cache than with
             # the default layout and 512 patches at once; outputs differ by < 1e-6
             # (tests/test_parity.py checks the Analyzer path too).
-            self.model.encoder.conv.to(memory_format=torch.channels_last)
-            self.model.encoder.conv_chunk = CPU_CONV_CHUNK
+            self.model.encoder.use_cpu_layout(CPU_CONV_CHUNK)
         self.peaks = model_peaks if peaks is None else peaks
         self.sync = model_sync if sync is None else check_sync(sync)
         self.beat_backend = "madmom" if isinstance(beat_model, str) and beat_model == "madmom" \

@@ -83,6 +83,12 @@ class PatchEncoder(nn.Module):
                                        dropout=config.dropout, batch_first=True)
             for _ in range(config.attention_layers)])
 
+    def use_cpu_layout(self, conv_chunk: int) -> None:
+        """Channels-last convolution weights and chunks of ``conv_chunk`` patches: much
+        faster with oneDNN on a CPU (see :class:`~msaf_learned_ssm.inference.Analyzer`)."""
+        self.conv.to(memory_format=torch.channels_last)
+        self.conv_chunk = conv_chunk
+
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         """Embed the patches of one track.
 
@@ -444,3 +450,86 @@ class SSMNet(nn.Module):
         """
         embeddings = self.encoder(patches)
         return embeddings, self.novelty(embeddings)
+
+
+class EnsembleEncoder(nn.Module):
+    """The encoders of several models side by side, their embeddings joined.
+
+    Member ``i``'s unit-norm embedding ``e_i`` becomes the slice ``e_i / sqrt(k)`` of a
+    (T, 128 k) unit-norm embedding, so the scaled cosine SSM of the joined embeddings is
+    exactly the mean of the members' SSMs (``e . e' = mean_i e_i . e_i'``), and everything
+    that reads an SSM off embeddings (labels, plots) sees the ensemble's mean.
+
+    Parameters
+    ----------
+    encoders : sequence of PatchEncoder
+    """
+
+    def __init__(self, encoders) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(encoders)
+        self.scale = 1.0 / float(np.sqrt(len(self.members)))
+
+    def use_cpu_layout(self, conv_chunk: int) -> None:
+        """Channels-last convolutions in chunks of ``conv_chunk`` patches, in every member."""
+        for member in self.members:
+            member.use_cpu_layout(conv_chunk)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        """(T, n_mels, patch_steps) -> (T, 128 k) unit-norm joined embeddings."""
+        return torch.cat([m(patches) for m in self.members], dim=1) * self.scale
+
+    def forward_tracks(self, tracks: list[torch.Tensor]) -> list[torch.Tensor]:
+        """:meth:`forward` of each track, each member's convolutions batched over tracks."""
+        per_member = [m.forward_tracks(tracks) for m in self.members]
+        return [torch.cat(parts, dim=1) * self.scale for parts in zip(*per_member)]
+
+
+class EnsembleNovelty(nn.Module):
+    """The members' novelty heads, each on its own slice of the joined embeddings; the
+    ensemble's novelty is the mean of their curves.
+
+    Parameters
+    ----------
+    heads : sequence of NoveltyHead
+    """
+
+    def __init__(self, heads) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(heads)
+
+    @property
+    def size(self) -> int:
+        return max(head.size for head in self.members)
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """(T, 128 k) joined embeddings -> (T,) mean of the members' novelty curves."""
+        k = len(self.members)
+        parts = torch.split(embeddings * float(np.sqrt(k)), EMBEDDING_DIM, dim=1)
+        return torch.stack([head(part) for head, part in zip(self.members, parts)]).mean(0)
+
+
+class EnsembleSSMNet(SSMNet):
+    """Several SSM-Nets of one front-end as one model: mean SSM, mean novelty.
+
+    Behaves as :class:`SSMNet` for inference (``forward``, ``embed``, ``encoder.forward_tracks``,
+    ``novelty``); embeddings are (T, 128 k). It is not trained: each member is a trained
+    model.
+
+    Parameters
+    ----------
+    members : sequence of SSMNet
+        Two or more models whose front-end settings and patch grid agree (their patches
+        are the same); the first one's config is the ensemble's.
+    """
+
+    def __init__(self, members) -> None:
+        nn.Module.__init__(self)
+        members = list(members)
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least two models, got {len(members)}")
+        if any(isinstance(m, EnsembleSSMNet) for m in members):
+            raise ValueError("an ensemble cannot hold another ensemble; list its members")
+        self.config = members[0].config
+        self.encoder = EnsembleEncoder([m.encoder for m in members])
+        self.novelty = EnsembleNovelty([m.novelty for m in members])

@@ -14,6 +14,11 @@ Models shipped in the package (``msaf_learned_ssm/models/``) are selected by nam
   loss, on unlabelled real music (LGPL-3.0, derived from the author's weights): a candidate.
 * ``nbatt3-decor-teach``: the same recipe on band renders whose section cues are
   decorrelated from the structure (no groove/fill/crash shortcut): a candidate.
+* ``scratch-decor``, ``scratch-decor-teach``: trained here from scratch on band renders
+  whose section cues are decorrelated from the structure, the second also on unlabelled
+  real music through the teacher loss (MIT): candidates (d) and (c).
+* ``author-ensemble``: ``author-nbatt1`` and ``author-nbatt3`` as one model (mean SSM,
+  mean novelty; ``msaf-learned-ssm ensemble``), LGPL-3.0: a candidate.
 * ``default``: an alias of :data:`DEFAULT_MODEL`, the model that scored best on real
   recordings (``author-nbatt3``); outputs name the model it stands for.
 
@@ -41,6 +46,9 @@ NAMED_MODELS = {
     "pop909-piano": "pop909-piano.pt",
     "nbatt3-teach": "nbatt3-teach.pt",
     "nbatt3-decor-teach": "nbatt3-decor-teach.pt",
+    "author-ensemble": "author-ensemble.pt",
+    "scratch-decor": "scratch-decor.pt",
+    "scratch-decor-teach": "scratch-decor-teach.pt",
 }
 
 #: The model ``"default"`` (and no model named) stands for. Real band recordings scored

@@ -86,8 +86,9 @@ _FINE_KEYS = {f"ssm_fine_peak_{name}": name for name in ("min_distance_sec", "th
 #: unknown ``ssm_`` key (a misspelling) is an error, never silently ignored.
 config: dict[str, Any] = {
     "ssm_plugin": PluginTag("msaf_learned_ssm"),
-    # A shipped model's name ("default" = "author-nbatt3", "author-nbatt1", "pop909-band",
-    # "pop909-piano", "nbatt3-teach", "nbatt3-decor-teach") or a model file.
+    # A shipped model's name ("default" = "author-nbatt3", "author-nbatt1",
+    # "author-ensemble", "pop909-band", "pop909-piano", "nbatt3-teach", "nbatt3-decor-teach",
+    # "scratch-decor", "scratch-decor-teach") or a model file.
     "ssm_model": "default",
     # "auto" (CUDA when available), "cpu", "cuda".
     "ssm_device": "auto",

@@ -161,3 +161,18 @@ def test_madmom_tracker_gives_the_beats(bench, corpora, tmp_path, monkeypatch):
                        str(ids), "--tracker", "madmom", "--out", str(tmp_path / "r.md")]) == 0
     assert len(calls) == 3  # t0, t1 (the corrupt file fails before its beats)
     assert "--tracker madmom" in (tmp_path / "r.md").read_text()
+
+
+def test_an_ensemble_holding_a_teacher_is_flagged(bench):
+    from types import SimpleNamespace
+
+    def candidate(sha, members=None):
+        meta = {"members": members} if members else {}
+        return SimpleNamespace(analyzer=SimpleNamespace(identity={"sha256": sha}, meta=meta))
+
+    teachers = {"aaaa", "bbbb"}
+    assert bench._holds_teacher(candidate("aaaa"), teachers)
+    assert bench._holds_teacher(candidate("cccc", ["author-nbatt1 sha256:bbbb",
+                                                   "x.pt sha256:dddd"]), teachers)
+    assert not bench._holds_teacher(candidate("cccc", ["x.pt sha256:dddd"]), teachers)
+    assert not bench._holds_teacher(candidate("cccc"), teachers)

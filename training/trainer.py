@@ -59,7 +59,7 @@ from msaf_learned_ssm.errors import CheckpointError, ConfigError, LearnedSSMErro
 from msaf_learned_ssm.fileio import atomic_write_text
 from msaf_learned_ssm_jams.fileio import hidden_sibling
 from msaf_learned_ssm.inference import resolve_device
-from msaf_learned_ssm.model import SSMNet, cosine_ssm
+from msaf_learned_ssm.model import EnsembleSSMNet, SSMNet, cosine_ssm
 from msaf_learned_ssm.model_files import file_sha256, model_name, resolve_model
 from msaf_learned_ssm.parallel import default_threads
 from msaf_learned_ssm.peaks import novelty_to_boundaries
@@ -870,6 +870,9 @@ def _initial_weights(init: PathLike, config: TrainConfig
     """Architecture, config (recording the source) and weights of a fine-tuning run."""
     path = resolve_model(init)
     model, _ = load_model(path)  # CheckpointError naming the file if unusable
+    if isinstance(model, EnsembleSSMNet):
+        raise ConfigError(f"{path}: an ensemble of several models; --init takes one model "
+                          "(one of its members)")
     name = model_name(path)
     if name.startswith("author-"):
         warnings.warn(f"starting from {name}, the author's weights (LGPL-3.0, "
