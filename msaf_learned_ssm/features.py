@@ -41,7 +41,8 @@ class Patches:
         read it too (:func:`compute_patches` with ``keep_mel=True``).
     chroma : np.ndarray, shape (n_frames, 12), optional
         Chroma of the same STFT frames, each frame scaled to a maximum of 1, for segment
-        labels (:func:`compute_patches` with ``keep_chroma=True``).
+        labels and for the beat tracker's bar decoder (:func:`compute_patches` with
+        ``keep_chroma=True`` or ``keep_mel=True``).
     grid : {"frame", "beat"}
         Where the patches are centred (:attr:`ModelConfig.patch_grid`).
     beats : Beats, optional
@@ -581,7 +582,8 @@ def compute_patches(y: np.ndarray, config: ModelConfig, n_threads: Optional[int]
     n_threads : int > 0 or None
         Threads for the STFT (None: the cores this process may use).
     keep_mel : bool
-        Keep the standardised log-mel in ``Patches.mel`` (for the beat tracker).
+        Keep the standardised log-mel in ``Patches.mel`` and its chroma in
+        ``Patches.chroma`` (for the beat tracker, whose bar decoder weighs chord changes).
     keep_chroma : bool
         Also compute ``Patches.chroma`` (for segment labels).
 
@@ -590,7 +592,7 @@ def compute_patches(y: np.ndarray, config: ModelConfig, n_threads: Optional[int]
     Patches
         Possibly with zero patches when the audio is shorter than one patch (~3.8 s).
     """
-    mel, chroma = log_mel_and_chroma(y, config, n_threads, chroma=keep_chroma)
+    mel, chroma = log_mel_and_chroma(y, config, n_threads, chroma=keep_chroma or keep_mel)
     mel = standardize_bands(mel)
     steps, step_times = steps_from_mel(mel, config)
     patches = patches_from_steps(steps, step_times, len(y) / config.sample_rate, config)

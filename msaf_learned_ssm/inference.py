@@ -117,7 +117,8 @@ class Analysis:
         The estimated beat grid, with bar positions (beat and bar modes, and analyses made
         with ``labels=True``).
     chroma : np.ndarray, shape (n_rows, 12), or None
-        Beat-synchronous chroma (analyses made with ``labels=True``), for :meth:`labels`.
+        Beat-synchronous chroma (analyses made with ``labels=True``, or with beats), for
+        :meth:`labels`.
     chroma_times : np.ndarray, shape (n_rows,), or None
         Start time of each chroma row (s).
     beat_tracker : str
@@ -369,7 +370,7 @@ class Analyzer:
             raise ConfigError("beat and bar modes, labels and beat-grid models need the "
                               "log-mel: compute the patches with compute_patches(..., "
                               "keep_mel=True)")
-        return self.tracker.track_mel(patches.mel)
+        return self.tracker.track_mel(patches.mel, patches.chroma)
 
     @property
     def tracker(self) -> "BeatTracker":

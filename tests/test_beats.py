@@ -12,8 +12,9 @@ import soundfile as sf
 import torch
 
 from msaf_learned_ssm.beats import (BeatConfig, Beats, BeatTCN, BeatTracker, bar_positions,
-                                    decode_beats, load_beat_model, save_beat_model,
-                                    snap_to_grid, tracker_frames)
+                                    chroma_per_beat, decode_beats, harmonic_change,
+                                    load_beat_model, package_tracker_identity,
+                                    save_beat_model, snap_to_grid, tracker_frames)
 from msaf_learned_ssm.errors import CheckpointError, ConfigError
 from msaf_learned_ssm.sync import sync_boundaries
 
@@ -50,6 +51,56 @@ def test_decode_finds_triple_metre():
     est = decode_beats(act, times)
     assert est.positions.max() == 3
     assert mir_eval.beat.f_measure(downbeats, est.downbeats) > 0.9
+
+
+def _chords_every(n_beats: int, beats_per_chord: int, first_change: int) -> np.ndarray:
+    """Chroma rows (n_beats, 12): a new triad every ``beats_per_chord`` beats, the first
+    change at beat ``first_change``."""
+    triads = [(0, 4, 7), (2, 5, 9), (3, 6, 10), (1, 8, 11)]  # no pitch class shared
+    rows = np.zeros((n_beats, 12))
+    for i in range(n_beats):
+        chord = triads[((i - first_change) // beats_per_chord + 1) % len(triads)]
+        rows[i, list(chord)] = 1.0
+    return rows
+
+
+def test_harmonic_change_peaks_where_the_chord_changes():
+    change = harmonic_change(_chords_every(40, 4, 2), context=2)
+    assert change.shape == (40,) and change.min() >= 0 and change.max() <= 1
+    on = change[np.arange(6, 36, 4)]  # changes at 2, 6, 10...; the ends lack context
+    off = np.delete(change[4:36], np.arange(2, 32, 4))
+    assert on.min() == 1.0 and off.max() < 0.5
+    assert not harmonic_change(np.ones((40, 12))).any()  # no change: no cue
+    assert not harmonic_change(_chords_every(4, 1, 0), context=2).any()  # too short
+
+
+def test_chroma_per_beat_takes_the_median_from_each_beat_to_the_next():
+    frames = np.zeros((100, 12))
+    frames[:50, 0], frames[50:, 7] = 1.0, 1.0
+    rows = chroma_per_beat(frames, 0.1, np.array([0.0, 2.0, 5.0, 9.95, 20.0]))
+    np.testing.assert_array_equal(rows[:, 0], [1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(rows[:, 7], [0, 0, 1, 1, 0])  # past the end: zeros
+
+
+def test_chord_changes_set_the_bar_phase_when_the_downbeat_activation_cannot():
+    act, times, _ = _impulse_activation(1300, 0.5, 1.0, 4)
+    act[1] = np.where(act[0] > 0.9, 0.3, 0.01)  # every beat equally likely a downbeat
+    beat_times = np.arange(1.0, times[-1] - 0.5, 0.5)
+    rows = _chords_every(len(beat_times), 4, first_change=1)  # bars start at beat 1, 5...
+    hop = 0.05
+    frames = rows[np.clip(np.searchsorted(beat_times, np.arange(0, times[-1], hop),
+                                          side="right") - 1, 0, None)]
+    est = decode_beats(act, times, chroma=(frames, hop))
+    assert mir_eval.beat.f_measure(beat_times[1::4], est.downbeats) > 0.9
+    off = decode_beats(act, times, chroma=(frames, hop), harmony_weight=0.0)
+    np.testing.assert_allclose(off.times, est.times)  # the beats never depend on it
+    assert mir_eval.beat.f_measure(beat_times[1::4], off.downbeats) < 0.5
+
+
+def test_the_tracker_identity_records_the_decoder_version():
+    from msaf_learned_ssm.beats import DECODER_VERSION
+
+    assert package_tracker_identity()["decoder"] == DECODER_VERSION >= 2
 
 
 def test_offbeat_ratio_and_the_tempo_octave_check():

@@ -313,10 +313,11 @@ class FeatureCache:
 
 @functools.lru_cache(maxsize=1)
 def _tracker_key() -> str:
-    """Short digest of the shipped beat tracker's file (part of the beat cache's keys)."""
-    from msaf_learned_ssm.beats import DEFAULT_BEAT_MODEL
+    """Short digest of the shipped beat tracker's file and the decoder's version (part of
+    the beat cache's keys: either changes the beats)."""
+    from msaf_learned_ssm.beats import DECODER_VERSION, DEFAULT_BEAT_MODEL
 
-    return file_digest(DEFAULT_BEAT_MODEL)[:12]
+    return f"{file_digest(DEFAULT_BEAT_MODEL)[:12]}d{DECODER_VERSION}"
 
 
 def _track_beats(audio: PathLike, n_threads: Optional[int]) -> Beats:
