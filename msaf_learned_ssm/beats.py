@@ -467,7 +467,7 @@ def chroma_per_beat(chroma: np.ndarray, frame_sec: float, beat_times: np.ndarray
     n = len(chroma)
     starts = np.clip(np.round(np.asarray(beat_times) / frame_sec).astype(int), 0, n)
     ends = np.maximum(np.append(starts[1:], n), np.minimum(starts + 1, n))
-    rows = np.zeros((len(starts), chroma.shape[1] if chroma.ndim == 2 else 12))
+    rows = np.zeros((len(starts), chroma.shape[1]))
     for i, (a, b) in enumerate(zip(starts, ends)):
         if b > a:
             rows[i] = np.median(chroma[a:b], axis=0)
@@ -573,6 +573,8 @@ def decode_beats(activations: np.ndarray, times: np.ndarray, config: BeatConfig 
     beat_times = np.interp(exact, np.arange(len(times)), times)
     down_strength = _peak_near(down_act, frames)
     if chroma is not None and harmony_weight > 0:
+        if np.ndim(chroma[0]) != 2 or not chroma[1] > 0:
+            raise ValueError("chroma must be (frames of shape (n_frames, 12), hop in s > 0)")
         change = harmonic_change(chroma_per_beat(chroma[0], chroma[1], beat_times),
                                  harmony_context)
         down_strength = (1.0 - harmony_weight) * down_strength + harmony_weight * change

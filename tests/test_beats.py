@@ -95,6 +95,8 @@ def test_chord_changes_set_the_bar_phase_when_the_downbeat_activation_cannot():
     off = decode_beats(act, times, chroma=(frames, hop), harmony_weight=0.0)
     np.testing.assert_allclose(off.times, est.times)  # the beats never depend on it
     assert mir_eval.beat.f_measure(beat_times[1::4], off.downbeats) < 0.5
+    with pytest.raises(ValueError, match="chroma must be"):
+        decode_beats(act, times, chroma=(frames[:, 0], hop))
 
 
 def test_the_tracker_identity_records_the_decoder_version():
