@@ -442,8 +442,9 @@ HARMONY_WEIGHT = 0.35
 HARMONY_CONTEXT = 2
 
 #: Version of what :func:`decode_beats` makes of a tracker's activations, recorded beside
-#: the tracker file's hash (outputs, model files, beat caches): the same file gives other
-#: bars when the decoder changes. 2: the harmonic-change cue in the bar decoder.
+#: the tracker file's hash (:func:`package_tracker_identity`: beat-grid model files; the
+#: keys of training's beat caches): the same file gives other bars when the decoder
+#: changes. 2: the harmonic-change cue in the bar decoder.
 DECODER_VERSION = 2
 
 
