@@ -255,7 +255,15 @@ def worker_many(args) -> None:
     if args.workers != 1 or not os.environ.get("SPEED_OTHER_CODE"):
         # (code from before issue 24 has no workers argument; it runs one process)
         options["workers"] = args.workers or None
-    for _ in analyzer.analyze_many(paths[:2], **options):
+    warm = dict(options)
+    if options.get("workers", 1) is None and analyzer.device.type == "cpu":
+        # The default picks its process count from the number of files: a 2-file warm-up
+        # would run in one process and leave the first timed pass to start the fork
+        # server (seconds). Each pass starts its own workers, from that server.
+        from msaf_learned_ssm.parallel import default_workers
+
+        warm["workers"] = default_workers(len(paths))
+    for _ in analyzer.analyze_many(paths[:2], **warm):
         pass
     times = []
     for _ in range(args.repeats):
