@@ -380,7 +380,7 @@ def file_inputs(audio: Path, configs: dict, tracker, clock: Stopwatch) -> tuple[
             beats = tracker.track(load_audio(audio, MADMOM_SAMPLE_RATE, threads),
                                   MADMOM_SAMPLE_RATE)
         elif (key := frontend_key(tracker.config.model_config)) in patches:
-            beats = tracker.track_mel(patches[key].mel)
+            beats = tracker.track_patches(patches[key])
         else:
             beats = tracker.track(resample(y, rate, tracker.config.model_config.sample_rate),
                                   threads)

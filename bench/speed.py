@@ -199,7 +199,7 @@ def analyzer_stages(analyzer, path: str) -> tuple[np.ndarray, dict]:
                                           config.patch_hop_sec, analyzer.peaks)
     t.append(time.perf_counter())
     # Beat and bar modes only: the tracker on the same log-mel, then the snapping.
-    beats = analyzer.tracker.track_mel(patches.mel)
+    beats = analyzer.tracker.track_patches(patches)
     sync_boundaries(boundaries, beats, "bar")
     t.append(time.perf_counter())
     names = ["decode", "features", "encoder", "novelty", "peaks", "beats"]

@@ -91,7 +91,7 @@ def score_songs(analyzers: dict, songs) -> dict:
     for audio, ref, ref_down in tqdm(songs, leave=False):
         y = load_audio(audio, 22050)
         patches = compute_patches(y, first.config, keep_mel=True)
-        beats = first.tracker.track_mel(patches.mel)
+        beats = first.tracker.track_patches(patches)
         patches.beats = beats  # beat-grid models centre their patches on them
         for name, analyzer in analyzers.items():
             for mode, b in song_boundaries(analyzer, patches, beats, ref_down).items():

@@ -675,6 +675,14 @@ class BeatTracker:
         frames = None if chroma is None else (chroma, self.config.model_config.frame_sec)
         return decode_beats(*found, self.config, chroma=frames)
 
+    def track_patches(self, patches) -> Beats:
+        """Beats from the log-mel and chroma kept with a track's patches
+        (:func:`~msaf_learned_ssm.features.compute_patches` with ``keep_mel=True``): what
+        the Analyzer and the benches use, so that both decode alike."""
+        if patches.mel is None:
+            raise ValueError("the patches hold no log-mel: compute them with keep_mel=True")
+        return self.track_mel(patches.mel, patches.chroma)
+
     def track(self, y: np.ndarray, n_threads: Optional[int] = None) -> Beats:
         """Beats of mono audio at the tracker's sample rate (log-mel and chroma from one
         STFT)."""

@@ -370,7 +370,7 @@ class Analyzer:
             raise ConfigError("beat and bar modes, labels and beat-grid models need the "
                               "log-mel: compute the patches with compute_patches(..., "
                               "keep_mel=True)")
-        return self.tracker.track_mel(patches.mel, patches.chroma)
+        return self.tracker.track_patches(patches)
 
     @property
     def tracker(self) -> "BeatTracker":

@@ -393,3 +393,26 @@ def test_pop909_beats_follow_the_annotators_bars(shared_data):
     common = bar_starts[bar_starts <= times[-1]]
     assert np.allclose(downbeats[:len(common)], common[:len(downbeats)])
     assert set(positions) == {1, 2, 3, 4}
+
+
+def test_benches_and_the_analyzer_decode_the_same_bars(planted_track, untrained_model_path):
+    """bench/candidates.py, sync_modes.py and speed.py track beats with track_patches, as
+    the Analyzer does: the chroma reaches the bar decoder on both paths."""
+    from msaf_learned_ssm.audio import load_audio
+    from msaf_learned_ssm.features import compute_patches
+    from msaf_learned_ssm.inference import Analyzer
+
+    path, _ = planted_track
+    analyzer = Analyzer(untrained_model_path, "cpu", sync="bar")
+    patches = compute_patches(load_audio(path, analyzer.config.sample_rate),
+                              analyzer.config, keep_mel=True)
+    assert patches.chroma is not None  # kept for the tracker
+    beats = analyzer.tracker.track_patches(patches)
+    result = analyzer.analyze(path)
+    np.testing.assert_allclose(beats.times, result.beats.times)
+    np.testing.assert_array_equal(beats.positions, result.beats.positions)
+    without = analyzer.tracker.track_mel(patches.mel)
+    np.testing.assert_allclose(without.times, beats.times)
+    with pytest.raises(ValueError, match="keep_mel=True"):
+        analyzer.tracker.track_patches(compute_patches(
+            load_audio(path, analyzer.config.sample_rate), analyzer.config))
