@@ -672,8 +672,8 @@ class BeatTracker:
         found = self.mel_activations(mel)
         if found is None:
             return Beats(np.zeros(0), np.zeros(0, dtype=int))
-        frames = None if chroma is None else (chroma, self.config.model_config.frame_sec)
-        return decode_beats(*found, self.config, chroma=frames)
+        harmony = None if chroma is None else (chroma, self.config.model_config.frame_sec)
+        return decode_beats(*found, self.config, chroma=harmony)
 
     def track_patches(self, patches) -> Beats:
         """Beats from the log-mel and chroma kept with a track's patches

@@ -190,6 +190,16 @@ def model_settings(meta: Mapping[str, Any], source: str) -> tuple[PeakConfig, st
     return peak_config, sync
 
 
+def _check_format_version(data: Mapping[str, Any], source: str) -> None:
+    """CheckpointError naming ``source`` when the file's ``format_version`` is missing or
+    newer than :data:`FORMAT_VERSION`."""
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{source}: checkpoint format version {version!r} is newer than this "
+            f"msaf-learned-ssm understands ({FORMAT_VERSION}); upgrade the package")
+
+
 def model_from_checkpoint_data(data: Mapping[str, Any], source: str = "<checkpoint>"
                                ) -> tuple[SSMNet, dict[str, Any]]:
     """Build the model from checkpoint contents (see :func:`load_model`)."""
@@ -199,11 +209,7 @@ def model_from_checkpoint_data(data: Mapping[str, Any], source: str = "<checkpoi
         config = config_from_author_state_dict(data)
         state_dict, meta = convert_author_state_dict(data), {"source": "author state_dict"}
     elif "state_dict" in data and "config" in data:
-        version = data.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise CheckpointError(
-                f"{source}: checkpoint format version {version!r} is newer than this "
-                f"msaf-learned-ssm understands ({FORMAT_VERSION}); upgrade the package")
+        _check_format_version(data, source)
         try:
             config = ModelConfig.from_dict(data["config"])
         except (ConfigError, TypeError) as exc:
@@ -236,11 +242,7 @@ def _ensemble_from_data(data: Mapping[str, Any], source: str
     """An ensemble file's model (members checked one by one, naming the member)."""
     from .features import frontend_settings
 
-    version = data.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(f"{source}: checkpoint format version {version!r} is newer than "
-                              f"this msaf-learned-ssm understands ({FORMAT_VERSION}); upgrade "
-                              "the package")
+    _check_format_version(data, source)
     members = data["ensemble"]
     if not isinstance(members, (list, tuple)) or not 2 <= len(members) <= MAX_ENSEMBLE \
             or not all(isinstance(m, Mapping) for m in members):
