@@ -150,6 +150,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--tracker", default=None,
                         help="beat tracker file (default shipped), or 'madmom' (optional "
                              "install; tracks from the audio at 44.1 kHz)")
+    parser.add_argument("--beat-cache", type=Path, default=None, metavar="DIR",
+                        help="with --tracker madmom: keep madmom's beats here, by the audio "
+                             "file's content (about 40 s per three-minute track on one core; "
+                             "bench/beat_agreement.py fills the same cache)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, auto...")
     parser.add_argument("--jobs", type=int, default=default_threads(),
                         help="files scored at a time, in threads (default: the cores this "
@@ -284,7 +288,10 @@ def load_candidates(models: Sequence[str], device: str, tracker: Optional[str]
         raise ConfigError(f"a model is named twice: {' '.join(models)}")
     out = []
     for model in models:
-        analyzer = Analyzer(model, device, beat_model=tracker)
+        # The bars are placed here from the tracker's beats (file_inputs), not by the
+        # Analyzer: its tracker is the package's (for its front-end check) or a file.
+        analyzer = Analyzer(model, device,
+                            beat_model=tracker if tracker not in (None, "madmom") else "package")
         label = f"default ({analyzer.identity['name']})" if model == "default" else model
         out.append(Candidate(label, analyzer))
     return out
@@ -344,14 +351,17 @@ class Stopwatch:
                 self.seconds[name] += time.perf_counter() - start
 
 
-def file_inputs(audio: Path, configs: dict, tracker, clock: Stopwatch) -> tuple[dict, object]:
+def file_inputs(audio: Path, configs: dict, tracker, clock: Stopwatch,
+                beat_cache: Optional[Path] = None) -> tuple[dict, object]:
     """Decode once, patches once per front-end, beats once.
 
     Parameters
     ----------
     configs : dict
         :func:`frontend_key` -> a ModelConfig with that front-end.
-    tracker : BeatTracker
+    tracker : BeatTracker or MadmomTracker
+    beat_cache : Path, optional
+        madmom's beats cached here by the file's content (madmom only).
 
     Returns
     -------
@@ -374,7 +384,12 @@ def file_inputs(audio: Path, configs: dict, tracker, clock: Stopwatch) -> tuple[
             signal = y if config.sample_rate == rate else resample(y, rate, config.sample_rate)
             patches[key] = compute_patches(signal, config, threads, keep_mel=True)
     with clock.stage("beats"):
-        if getattr(tracker, "name", None) == "madmom":  # from the audio at its own rate
+        if getattr(tracker, "name", None) == "madmom" and beat_cache is not None:
+            from beat_agreement import madmom_beats
+            from msaf_learned_ssm.beats import Beats
+
+            beats = Beats(*madmom_beats(Path(audio), tracker, beat_cache)[:2])
+        elif getattr(tracker, "name", None) == "madmom":  # from the audio at its own rate
             from msaf_learned_ssm.madmom_beats import MADMOM_SAMPLE_RATE
 
             beats = tracker.track(load_audio(audio, MADMOM_SAMPLE_RATE, threads),
@@ -519,6 +534,7 @@ class Scoring:
     namespace: str
     annotator: object
     clock: Stopwatch = field(default_factory=Stopwatch)
+    beat_cache: Optional[Path] = None
 
 
 def score_file(corpus: Corpus, track: CorpusTrack, s: Scoring) -> tuple[list, list, bool]:
@@ -539,7 +555,8 @@ def score_file(corpus: Corpus, track: CorpusTrack, s: Scoring) -> tuple[list, li
     if ref is None and not with_teachers:
         return [], skipped, False
     try:
-        patches, beats = file_inputs(track.audio, s.configs, s.tracker, s.clock)
+        patches, beats = file_inputs(track.audio, s.configs, s.tracker, s.clock,
+                                     s.beat_cache)
         outputs = candidate_outputs(s.candidates, patches, beats, str(track.audio), s.clock)
         known = {c.analyzer.identity["sha256"]: outputs[c.label][0] for c in s.candidates}
         teacher = (teacher_reference(s.teachers, patches[frontend_key(s.teachers.config)],
@@ -786,7 +803,8 @@ def prepare(args: argparse.Namespace) -> tuple[list, Scoring]:
     else:
         tracker = candidates[0].analyzer.tracker  # checks its front-end against the model's
     return corpora, Scoring(candidates, configs, tracker, teachers, args.teachers is not None,
-                            args.namespace, args.annotator)
+                            args.namespace, args.annotator,
+                            beat_cache=args.beat_cache if args.tracker == "madmom" else None)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

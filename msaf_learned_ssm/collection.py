@@ -152,7 +152,7 @@ def _segment_task(path: str, data: str, settings: dict, device: str, labels: boo
     torch.set_num_threads(threads)
     try:
         with threadpool_limits(threads):
-            analyzer = shared_analyzer(settings["model"], device)
+            analyzer = shared_analyzer(settings["model"], device, settings["beats"])
             peaks = PeakConfig(**settings["peaks"])
             result = analyzer.analyze(path, peaks=peaks, sync=settings["sync"], labels=labels)
             write_results(OutputPlan(Path(data), None), result, analyzer.identity, peaks,
@@ -166,7 +166,7 @@ def segment_collection(paths: Sequence[PathLike], out_dir: PathLike, *, client: 
                        model: Optional[str] = "default", fmt: str = "jams",
                        peaks: Optional[PeakConfig] = None, sync: Optional[str] = None,
                        labels: bool = True, device: str = "auto", overwrite: bool = False,
-                       progress: bool = True) -> CollectionReport:
+                       progress: bool = True, beats: Optional[str] = None) -> CollectionReport:
     """Segment many files on a Dask cluster, one task per file, writing ``out_dir/<stem>.<fmt>``.
 
     Parameters
@@ -194,6 +194,9 @@ def segment_collection(paths: Sequence[PathLike], out_dir: PathLike, *, client: 
         JAMS of another audio (a JAMS of the same audio is updated, never replaced).
     progress : bool
         A tqdm bar as files finish.
+    beats : {"auto", "package", "madmom"}, optional
+        Beat tracker (see :class:`~msaf_learned_ssm.inference.Analyzer`'s ``beat_model``;
+        None: "auto", resolved on each worker: madmom where it is installed there).
 
     Returns
     -------
@@ -205,17 +208,22 @@ def segment_collection(paths: Sequence[PathLike], out_dir: PathLike, *, client: 
         Two inputs would write the same output (checked before any task is sent).
     CheckpointError
         The model file is missing or unusable.
+    ConfigError
+        ``beats`` is not a beat tracker's name.
     """
     from distributed import Client, LocalCluster, as_completed
     from tqdm.auto import tqdm
 
+    from .madmom_beats import check_beat_backend
+
+    beats = check_beat_backend(beats)  # resolved on each worker: madmom where installed
     paths = [str(p) for p in paths]
     out_dir = Path(out_dir)
     plans = plan_outputs(paths, str(out_dir), fmt, None, overwrite=True)
-    settings = _model_settings(model, peaks, sync)
+    settings = _model_settings(model, peaks, sync) | {"beats": beats}
     manifest = out_dir / MANIFEST_NAME
     finished = _read_manifest(manifest)
-    key = {k: settings[k] for k in ("sha256", "peaks", "sync")} | {"labels": labels}
+    key = {k: settings[k] for k in ("sha256", "peaks", "sync", "beats")} | {"labels": labels}
     report, todo = CollectionReport(), []
     for path, plan in zip(paths, plans):
         action, detail = _plan_task(path, plan.data, finished.get(str(plan.data)), key,

@@ -264,11 +264,14 @@ class Analyzer:
         Where boundaries may fall: at novelty peaks (``"frame"``), or moved to the nearest
         beat or downbeat of the package's beat tracker (:mod:`msaf_learned_ssm.beats`).
         Default: the model file's own (``sync`` in the file), else ``"frame"``.
-    beat_model : path-like, BeatTCN or "madmom", optional
-        Beat tracker for the beat and bar modes and the labels: the package's (default:
-        the shipped one, or this tracker file or module), or ``"madmom"``, madmom's RNN
-        and DBN downbeat tracker (:mod:`msaf_learned_ssm.madmom_beats`; an optional
-        install, its models licensed CC BY-NC-SA 4.0).
+    beat_model : path-like, BeatTCN, "auto", "package" or "madmom", optional
+        Beat tracker for the beat and bar modes and the labels: ``"auto"`` (the default,
+        None) takes madmom's for the beat and bar modes when madmom is installed, else
+        the package's (:func:`~msaf_learned_ssm.madmom_beats.resolve_beat_backend`);
+        ``"package"``, the shipped tracker, or a tracker file or module of the package's
+        kind; ``"madmom"``, madmom's RNN and DBN downbeat tracker
+        (:mod:`msaf_learned_ssm.madmom_beats`; an optional install, its models licensed
+        CC BY-NC-SA 4.0).
     precision : {"float32", "bfloat16", "float16"}
         Arithmetic of the encoder and novelty head: float32, or mixed precision
         (``torch.autocast``) for throughput on GPUs; the novelty curve stays within
@@ -317,13 +320,17 @@ class Analyzer:
             self.model.encoder.use_cpu_layout(CPU_CONV_CHUNK)
         self.peaks = model_peaks if peaks is None else peaks
         self.sync = model_sync if sync is None else check_sync(sync)
-        self.beat_backend = "madmom" if isinstance(beat_model, str) and beat_model == "madmom" \
-            else "package"
-        if self.beat_backend == "madmom":
+        from .madmom_beats import BEAT_BACKENDS
+
+        if beat_model is None or (isinstance(beat_model, str) and beat_model in BEAT_BACKENDS):
+            #: The user's choice of tracker ("auto", "package" or "madmom").
+            self.beat_choice, self._beat_model = beat_model or "auto", None
+        else:  # a tracker file or module of the package's kind
+            self.beat_choice, self._beat_model = "package", beat_model
+        if self.beat_choice == "madmom":
             from .madmom_beats import import_madmom
 
             import_madmom()  # a missing install is said now, not at the first file
-        self._beat_model = None if self.beat_backend == "madmom" else beat_model
         self._tracker = None
         self._tracker_lock = threading.Lock()
 
@@ -342,10 +349,22 @@ class Analyzer:
     def config(self) -> ModelConfig:
         return self.model.config
 
+    def beat_backend_for(self, sync: Optional[str] = None) -> str:
+        """The tracker that runs for placement ``sync`` (default ``self.sync``):
+        ``"package"`` or ``"madmom"`` (``beat_choice`` with "auto" resolved)."""
+        from .madmom_beats import resolve_beat_backend
+
+        return resolve_beat_backend(self.beat_choice, check_sync(sync or self.sync))
+
+    @property
+    def beat_backend(self) -> str:
+        """The tracker that runs at this Analyzer's own placement (:meth:`beat_backend_for`)."""
+        return self.beat_backend_for()
+
     @property
     def beat_tracker_identity(self) -> dict:
-        """What outputs record about the beat tracker: ``name`` ("package" or "madmom")
-        and its file's SHA-256 or madmom's version."""
+        """What outputs record about the beat tracker at this Analyzer's own placement:
+        ``name`` ("package" or "madmom") and its file's SHA-256 or madmom's version."""
         if self.beat_backend == "madmom":
             from .madmom_beats import madmom_version
 
@@ -357,12 +376,12 @@ class Analyzer:
             return package_tracker_identity(model)
         return {"name": "package", "file": "<in-memory tracker>", "sha256": None}
 
-    def _beats_of(self, patches: Patches) -> "Beats":
+    def _beats_of(self, patches: Patches, backend: str = "package") -> "Beats":
         """The track's beats: those tracked with its patches, else the package tracker's
-        from the log-mel."""
+        from the log-mel (``backend``: the tracker the analysis asked for)."""
         if patches.beats is not None:
             return patches.beats
-        if self.beat_backend == "madmom":
+        if backend == "madmom":
             raise ConfigError("the madmom beat tracker works on the audio: segment with "
                               "analyze, analyze_audio or analyze_many (patches from "
                               "compute_patches carry no audio)")
@@ -398,25 +417,37 @@ class Analyzer:
         ``labels``: also the chroma, and the log-mel for the beats labels are synced to.
         """
         n_threads = n_threads or torch.get_num_threads()
+        backend = self.beat_backend_for(sync)
         return self._on_model_grid(_file_patches(path, self.config,
                                                  check_sync(sync or self.sync), labels,
-                                                 n_threads, self.beat_backend))
+                                                 n_threads, backend), backend)
 
     def _patches_of(self, y: np.ndarray, n_threads: int, sync: Optional[str], labels: bool,
                     beat_audio: Optional[tuple[np.ndarray, int]] = None) -> Patches:
+        backend = self.beat_backend_for(sync)
         patches = front_end(y, self.config, check_sync(sync or self.sync), labels, n_threads,
-                            self.beat_backend, beat_audio)
-        return self._on_model_grid(patches)
+                            backend, beat_audio)
+        return self._on_model_grid(patches, backend)
 
-    def _on_model_grid(self, patches: Patches) -> Patches:
+    def _backend_of(self, patches: Patches, sync: Optional[str]) -> str:
+        """The tracker of an analysis of ``patches`` at placement ``sync``: patches
+        computed without the audio (``compute_patches``) and without beats cannot go to
+        madmom, so "auto" takes the package's tracker for them."""
+        backend = self.beat_backend_for(sync)
+        if backend == "madmom" and patches.beats is None and self.beat_choice == "auto":
+            return "package"
+        return backend
+
+    def _on_model_grid(self, patches: Patches, backend: str = "package") -> Patches:
         """``patches`` centred where this model wants them: a beat-grid model's patches
-        are recut on the tracker's beats (from ``patches.mel``)."""
+        are recut on the tracker's beats (from ``patches.mel``; ``backend`` as in
+        :meth:`_beats_of`)."""
         if self.config.patch_grid != "beat" or patches.grid == "beat":
             return patches
         if patches.mel is None:
             raise ConfigError(f"{self.identity['name']} is a beat-grid model: compute the "
                               "patches with compute_patches(..., keep_mel=True)")
-        return to_beat_grid(patches, self._beats_of(patches), self.config)
+        return to_beat_grid(patches, self._beats_of(patches, backend), self.config)
 
     def analyze_patches(self, patches: Patches, source: str = "<array>",
                         peaks: Optional[PeakConfig] = None, sync: Optional[str] = None
@@ -452,14 +483,16 @@ class Analyzer:
         CheckpointError
             The model gives a non-finite novelty curve for one of the tracks (named).
         """
-        tracks = [(self._on_model_grid(patches), source) for patches, source in tracks]
+        backends = [self._backend_of(patches, sync) for patches, _ in tracks]
+        tracks = [(self._on_model_grid(patches, backend), source)
+                  for (patches, source), backend in zip(tracks, backends)]
         results: list[Optional[Analysis]] = [None] * len(tracks)
         todo = []
         for i, (patches, source) in enumerate(tracks):
             why = self._trivial_reason(patches)
             if why:
                 results[i] = _trivial(patches, source, why)
-                results[i].beat_tracker = self.beat_backend
+                results[i].beat_tracker = backends[i]
             else:
                 todo.append(i)
         if todo:
@@ -470,7 +503,8 @@ class Analyzer:
                     [torch.from_numpy(tracks[i][0].data).to(self.device) for i in todo])
                 novelties = [self.model.novelty(e) for e in embeddings]
             for i, emb, novelty in zip(todo, embeddings, novelties):
-                results[i] = self._finish(tracks[i][0], tracks[i][1], emb, novelty, peaks, sync)
+                results[i] = self._finish(tracks[i][0], tracks[i][1], emb, novelty, peaks, sync,
+                                          backends[i])
         return results
 
     def _trivial_reason(self, patches: Patches) -> str:
@@ -486,9 +520,10 @@ class Analyzer:
         return ""
 
     def _finish(self, patches: Patches, source: str, embeddings: torch.Tensor,
-                novelty: torch.Tensor, peaks: Optional[PeakConfig], sync: Optional[str]
-                ) -> Analysis:
-        """Boundaries, beats and chroma of one track from the model's outputs."""
+                novelty: torch.Tensor, peaks: Optional[PeakConfig], sync: Optional[str],
+                backend: str) -> Analysis:
+        """Boundaries, beats and chroma of one track from the model's outputs (``backend``:
+        the beat tracker of the analysis, :meth:`_backend_of`)."""
         novelty_np = novelty.float().cpu().numpy()
         if not np.all(np.isfinite(novelty_np)):
             raise CheckpointError(f"{self.identity['name']}: the model gives a "
@@ -499,7 +534,7 @@ class Analyzer:
         sync = check_sync(sync or self.sync)
         beats, chroma, chroma_times = patches.beats, None, None
         if sync != "frame" or patches.chroma is not None:
-            beats = self._beats_of(patches)
+            beats = self._beats_of(patches, backend)
             boundaries = sync_boundaries(boundaries, beats, sync)
         if patches.chroma is not None:
             chroma_times, chroma = beat_chroma(
@@ -509,7 +544,7 @@ class Analyzer:
                         embeddings=embeddings.float().cpu().numpy(),
                         duration=patches.duration, source=source, sync=sync, beats=beats,
                         chroma=chroma, chroma_times=chroma_times,
-                        beat_tracker=self.beat_backend)
+                        beat_tracker=backend)
 
     def analyze_audio(self, y: np.ndarray, sample_rate: Optional[int] = None,
                       labels: bool = False) -> Analysis:
@@ -740,7 +775,8 @@ def shared_analyzer(model: Union[str, os.PathLike, None] = "default",
                     device: Union[str, torch.device] = "auto",
                     beats: Optional[str] = None) -> Analyzer:
     """An :class:`Analyzer` for (model, device, beat tracker) loaded once per process and
-    then reused (``beats``: "package", the default, or "madmom").
+    then reused (``beats``: "auto", the default, "package" or "madmom"; see
+    :class:`Analyzer`'s ``beat_model``).
 
     For workers that segment many files one call at a time (MSAF's batch workers, Dask
     workers): the model is loaded once, not per file.
@@ -751,6 +787,5 @@ def shared_analyzer(model: Union[str, os.PathLike, None] = "default",
     key = (str(model if model is not None else "default"), str(device), backend)
     with _SHARED_LOCK:
         if key not in _SHARED:
-            _SHARED[key] = Analyzer(model, device,
-                                    beat_model="madmom" if backend == "madmom" else None)
+            _SHARED[key] = Analyzer(model, device, beat_model=backend)
         return _SHARED[key]

@@ -97,9 +97,10 @@ config: dict[str, Any] = {
     # beat / downbeat of the package's beat tracker); None: the model file's own.
     "ssm_sync": None,
     # Beat tracker of the beat and bar modes and of the labels' beat-synchronous chroma:
-    # "package" (the shipped one) or "madmom" (an optional install, models CC BY-NC-SA 4.0;
-    # see msaf_learned_ssm.madmom_beats).
-    "ssm_beats": "package",
+    # "auto" (madmom's for ssm_sync "beat" and "bar" when it is installed, else the
+    # package's), "package" (the shipped one) or "madmom" (an optional install, models
+    # CC BY-NC-SA 4.0; see msaf_learned_ssm.madmom_beats).
+    "ssm_beats": "auto",
     # Labels: segments whose similarity (in [0, 1]: the learned one weighted with the
     # 2D-FMC similarity of beat-synchronous chroma, labels.DEFAULT_CHROMA_WEIGHT) is at
     # least this share a label (average-linkage clustering), or "auto" (number of labels
@@ -193,7 +194,8 @@ def recorded_settings(cfg: dict) -> dict:
     """The settings an estimation of MSAF config ``cfg`` records, as the command line's
     (:func:`~msaf_learned_ssm.result_files.estimation_config`): ``ssm_model`` (the model's
     name: ``"default"`` becomes the model it stands for), ``ssm_model_sha256``, and the
-    effective ``ssm_peak_*`` and ``ssm_sync`` (the model file's own where ``cfg`` has None).
+    effective ``ssm_peak_*`` and ``ssm_sync`` (the model file's own where ``cfg`` has None),
+    and ``ssm_beats``, the beat tracker that runs (``"auto"`` resolved).
 
     Raises
     ------
@@ -201,6 +203,7 @@ def recorded_settings(cfg: dict) -> dict:
         The model file is missing or unusable, or a setting is invalid.
     """
     from .model_files import resolve_model
+    from .madmom_beats import resolve_beat_backend
     from .result_files import estimation_config
     from .sync import check_sync
 
@@ -214,9 +217,9 @@ def recorded_settings(cfg: dict) -> dict:
         raise CheckpointError(f"{path}: cannot read the model file ({exc.strerror})") from None
     identity, peaks, sync = _model_record(str(path), st.st_size, st.st_mtime_ns)
     given = cfg.get("ssm_sync")
-    return estimation_config(identity, peak_config(cfg, peaks),
-                             check_sync(given) if given is not None else sync,
-                             cfg.get("ssm_beats") or "package")
+    sync = check_sync(given) if given is not None else sync
+    return estimation_config(identity, peak_config(cfg, peaks), sync,
+                             resolve_beat_backend(cfg.get("ssm_beats"), sync))
 
 
 def _is_ours(boundaries_id: Optional[str], labels_id: Optional[str]) -> bool:

@@ -161,6 +161,16 @@ def test_madmom_tracker_gives_the_beats(bench, corpora, tmp_path, monkeypatch):
                        str(ids), "--tracker", "madmom", "--out", str(tmp_path / "r.md")]) == 0
     assert len(calls) == 3  # t0, t1 (the corrupt file fails before its beats)
     assert "--tracker madmom" in (tmp_path / "r.md").read_text()
+    # --beat-cache: madmom runs once per audio content; the second run reads the cache.
+    cache = tmp_path / "beats"
+    for run in range(2):
+        assert bench.main(["--models", "author-nbatt1", "--corpus", str(labelled), "--ids",
+                           str(ids), "--tracker", "madmom", "--beat-cache", str(cache),
+                           "--out", str(tmp_path / f"c{run}.md")]) == 0
+    assert len(calls) == 5 and len(list(cache.glob("*.npz"))) == 2
+    first, second = ((tmp_path / f"c{run}.md").read_text() for run in range(2))
+    assert first.split("## Tracks")[0].split("## Against")[1] == \
+        second.split("## Tracks")[0].split("## Against")[1]
 
 
 def test_an_ensemble_holding_a_teacher_is_flagged(bench):

@@ -57,3 +57,29 @@ def test_two_workers_match_single_file_results_and_resume(cluster_client, model_
     again = segment_collection(files, out, client=cluster_client, model=str(model_path),
                                device="cpu", progress=False)
     assert sorted(again.skipped) == sorted(map(str, files)) and not again.done
+
+
+def test_the_beat_tracker_choice_reaches_the_workers_and_the_manifest(cluster_client,
+                                                                     model_path, tmp_path):
+    from msaf_learned_ssm.errors import ConfigError
+
+    path = tmp_path / "in" / "song.wav"
+    path.parent.mkdir()
+    sf.write(path, synthesize_sections("ABAB", 8.0, seed=3)[0], 22050)
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="beat tracker must be one of"):
+        segment_collection([path], out, client=cluster_client, model=str(model_path),
+                           device="cpu", progress=False, beats="librosa")
+    assert not out.exists() or not any(out.iterdir())  # refused before any task
+    report = segment_collection([path], out, client=cluster_client, model=str(model_path),
+                                device="cpu", sync="bar", beats="package", progress=False)
+    assert report.done == [str(path)]
+    jam = json.loads((out / "song.jams").read_text())
+    segment = [a for a in jam["annotations"] if a["namespace"] == "segment_open"][0]
+    assert segment["sandbox"]["ssm_beats"] == "package"
+    assert segment["sandbox"]["ssm_sync"] == "bar"
+    manifest = [json.loads(line) for line in (out / MANIFEST_NAME).read_text().splitlines()]
+    assert manifest[-1]["beats"] == "package"
+    again = segment_collection([path], out, client=cluster_client, model=str(model_path),
+                               device="cpu", sync="bar", beats="package", progress=False)
+    assert again.skipped == [str(path)]

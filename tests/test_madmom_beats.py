@@ -62,12 +62,41 @@ def model() -> SSMNet:
     return untrained_model(attention_layers=1)
 
 
+@pytest.fixture
+def no_madmom(monkeypatch) -> None:
+    """As if madmom were not installed (it is in some development environments)."""
+    monkeypatch.setattr(madmom_beats, "madmom_available", lambda: False)
+
+
 def test_backend_names_are_checked():
-    assert madmom_beats.check_beat_backend(None) == "package"
+    assert madmom_beats.check_beat_backend(None) == "auto"
     assert madmom_beats.check_beat_backend("madmom") == "madmom"
     for bad in ("Madmom", "librosa", 3, ""):
-        with pytest.raises(ConfigError, match="beat tracker must be one of package, madmom"):
+        with pytest.raises(ConfigError,
+                           match="beat tracker must be one of auto, package, madmom"):
             madmom_beats.check_beat_backend(bad)
+
+
+@pytest.mark.parametrize("available", [False, True])
+def test_auto_takes_madmom_for_bar_and_beat_placement_only(monkeypatch, available):
+    monkeypatch.setattr(madmom_beats, "madmom_available", lambda: available)
+    resolve = madmom_beats.resolve_beat_backend
+    for choice in ("auto", None):
+        assert resolve(choice, "frame") == "package"
+        assert resolve(choice, "bar") == resolve(choice, "beat") == (
+            "madmom" if available else "package")
+    for sync in ("frame", "beat", "bar"):
+        assert resolve("package", sync) == "package"
+        assert resolve("madmom", sync) == "madmom"
+    with pytest.raises(ConfigError, match="beat tracker must be one of"):
+        resolve("librosa", "bar")
+
+
+def test_madmom_available_answers_without_raising(monkeypatch):
+    monkeypatch.setattr(madmom_beats, "_AVAILABLE", {})
+    monkeypatch.setitem(sys.modules, "madmom", None)  # as if not installed
+    assert madmom_beats.madmom_available() is False
+    assert madmom_beats.madmom_available() is False  # asked once, then remembered
 
 
 def test_a_missing_madmom_is_one_error_naming_the_extra(monkeypatch, model):
@@ -121,8 +150,9 @@ def test_the_madmom_backend_places_bars_and_is_recorded(fake_madmom, model, trac
     np.testing.assert_array_equal(positions, result.beats.positions)
 
 
-def test_the_package_tracker_stays_the_default_and_is_recorded(model, track):
+def test_the_package_tracker_stays_the_default_and_is_recorded(no_madmom, model, track):
     analyzer = Analyzer(model, "cpu", sync="bar")
+    assert analyzer.beat_choice == "auto"
     result = analyzer.analyze(track)
     assert analyzer.beat_backend == "package" and result.beat_tracker == "package"
     identity = analyzer.beat_tracker_identity
@@ -178,6 +208,36 @@ def test_madmom_beats_reach_worker_processes_and_arrays(fake_madmom, model, trac
     assert fake_madmom.calls[-1][1] == sr  # the array at its own rate (resampled in track)
 
 
+def test_auto_places_bars_with_madmom_when_installed(fake_madmom, monkeypatch, model, track):
+    """The better tracker the user has places the bars; the rest keeps the package's."""
+    monkeypatch.setattr(madmom_beats, "madmom_available", lambda: True)
+    analyzer = Analyzer(model, "cpu")  # the model's own placement: frame
+    framed = analyzer.analyze(track, labels=True)
+    assert framed.beat_tracker == "package" and not fake_madmom.calls
+    barred = analyzer.analyze(track, sync="bar", labels=True)
+    assert barred.beat_tracker == "madmom" and fake_madmom.calls
+    np.testing.assert_allclose(barred.beats.times, GRID_TIMES[GRID_TIMES < barred.duration])
+    downbeats = GRID_TIMES[GRID_POSITIONS == 1]
+    assert all(np.min(np.abs(downbeats - b)) < 1e-6 for b in barred.boundaries[1:-1])
+    # The same frame-mode peaks, only moved onto madmom's bar lines.
+    assert len(barred.boundaries) <= len(framed.boundaries)
+    assert Analyzer(model, "cpu", sync="bar").beat_backend == "madmom"
+    pinned = Analyzer(model, "cpu", sync="bar", beat_model="package")
+    assert pinned.beat_backend == "package"
+    assert pinned.analyze(track).beat_tracker == "package"
+
+
+def test_auto_falls_back_for_patches_without_audio(fake_madmom, monkeypatch, model, track):
+    from msaf_learned_ssm.audio import load_audio
+    from msaf_learned_ssm.features import compute_patches
+
+    monkeypatch.setattr(madmom_beats, "madmom_available", lambda: True)
+    analyzer = Analyzer(model, "cpu", sync="bar")
+    patches = compute_patches(load_audio(track), analyzer.config, keep_mel=True)
+    result = analyzer.analyze_patches(patches)
+    assert result.beat_tracker == "package" and not fake_madmom.calls
+
+
 def test_patches_without_audio_cannot_use_madmom(fake_madmom, model, track):
     from msaf_learned_ssm.audio import load_audio
     from msaf_learned_ssm.features import compute_patches
@@ -188,16 +248,21 @@ def test_patches_without_audio_cannot_use_madmom(fake_madmom, model, track):
         analyzer.analyze_patches(patches)
 
 
-def test_msaf_setting_ssm_beats(fake_madmom):
+def test_msaf_setting_ssm_beats(fake_madmom, monkeypatch):
     from msaf_learned_ssm import msaf_plugin
 
     msaf_plugin.check_config({"ssm_beats": "madmom"})
-    with pytest.raises(ConfigError, match="'ssm_beats' must be one of package, madmom"):
+    with pytest.raises(ConfigError, match="'ssm_beats' must be one of auto, package, madmom"):
         msaf_plugin.check_config({"ssm_beats": "librosa"})
-    assert msaf_plugin.config["ssm_beats"] == "package"
+    assert msaf_plugin.config["ssm_beats"] == "auto"
     recorded = msaf_plugin.recorded_settings({**msaf_plugin.config, "ssm_beats": "madmom"})
     assert recorded["ssm_beats"] == "madmom"
-    assert msaf_plugin.recorded_settings(dict(msaf_plugin.config))["ssm_beats"] == "package"
+    # The estimation records the tracker that runs, never "auto".
+    for available in (False, True):
+        monkeypatch.setattr(madmom_beats, "madmom_available", lambda: available)
+        assert msaf_plugin.recorded_settings(dict(msaf_plugin.config))["ssm_beats"] == "package"
+        barred = msaf_plugin.recorded_settings({**msaf_plugin.config, "ssm_sync": "bar"})
+        assert barred["ssm_beats"] == ("madmom" if available else "package")
 
 
 def _madmom_installed() -> bool:
