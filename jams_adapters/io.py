@@ -197,6 +197,7 @@ def write_estimation_jams(
     beats: tuple[Any, Any] | None = None,
     source: dict | None = None,
     replace: bool = False,
+    beat_tool: str | None = None,
 ) -> Path:
     """Write (or update) an MSAF estimation file, atomically.
 
@@ -237,6 +238,10 @@ def write_estimation_jams(
     replace : bool
         Replace an existing file of another audio (its annotations are dropped) instead of
         refusing it.
+    beat_tool : str or None
+        The tracker that made ``beats`` and its version (e.g. ``"package: beats.pt
+        sha256:..., decoder 2"``), written in the beat annotation's ``annotation_tools``;
+        default the sandbox's ``ssm_beats``.
 
     Returns
     -------
@@ -281,7 +286,7 @@ def write_estimation_jams(
     path.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(path):
         return _update_estimation(path, intervals, label_strs, duration, sandbox, beats,
-                                  source, replace)
+                                  source, replace, beat_tool)
 
 
 def _load_existing(path: Path, duration: float, source: dict | None,
@@ -314,7 +319,8 @@ def _load_existing(path: Path, duration: float, source: dict | None,
 
 def _update_estimation(path: Path, intervals: np.ndarray, label_strs: list, duration: float,
                        sandbox: dict, beats: tuple[Any, Any] | None = None,
-                       source: dict | None = None, replace: bool = False) -> Path:
+                       source: dict | None = None, replace: bool = False,
+                       beat_tool: str | None = None) -> Path:
     """Add the annotation to the estimation file at ``path`` (the caller holds its lock)."""
     jam = _load_existing(path, duration, source, replace)
     if jam is not None:
@@ -346,6 +352,7 @@ def _update_estimation(path: Path, intervals: np.ndarray, label_strs: list, dura
         beat_ann.annotation_metadata.version = _msaf_version()
         beat_ann.annotation_metadata.data_source = "MSAF"
         beat_ann.annotation_metadata.annotation_tools = (
-            f"msaf-learned-ssm (beat tracker: {sandbox.get('ssm_beats', 'package')})")
+            f"msaf-learned-ssm (beat tracker: "
+            f"{beat_tool or sandbox.get('ssm_beats', 'package')})")
         jam.annotations.append(beat_ann)
     return save_jams_atomic(jam, path, overwrite=overwrite)

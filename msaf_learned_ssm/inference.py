@@ -124,6 +124,10 @@ class Analysis:
     beat_tracker : str
         The beat tracker of the analysis (``"package"`` or ``"madmom"``), whether or not
         its beats were needed.
+    beat_tracker_version : str
+        That tracker and its version, as estimation JAMS record it in the beat
+        annotation's ``annotation_tools``: ``"package: beats.pt sha256:<16 hex>, decoder
+        N"`` or ``"madmom <version>"`` ("" when unknown).
     """
 
     boundaries: np.ndarray
@@ -138,6 +142,7 @@ class Analysis:
     chroma: Optional[np.ndarray] = None
     chroma_times: Optional[np.ndarray] = None
     beat_tracker: str = "package"
+    beat_tracker_version: str = ""
 
     def ssm(self) -> np.ndarray:
         """Scaled cosine SSM of the embeddings, shape (T, T), values in [0, 1]."""
@@ -333,6 +338,7 @@ class Analyzer:
             import_madmom()  # a missing install is said now, not at the first file
         self._tracker = None
         self._tracker_lock = threading.Lock()
+        self._tracker_versions: dict = {}
 
     def __getstate__(self) -> dict:
         # For spawned worker processes: the lock cannot be pickled; the tracker is loaded
@@ -365,16 +371,35 @@ class Analyzer:
     def beat_tracker_identity(self) -> dict:
         """What outputs record about the beat tracker at this Analyzer's own placement:
         ``name`` ("package" or "madmom") and its file's SHA-256 or madmom's version."""
-        if self.beat_backend == "madmom":
+        return self._tracker_identity(self.beat_backend)
+
+    def _tracker_identity(self, backend: str) -> dict:
+        if backend == "madmom":
             from .madmom_beats import madmom_version
 
             return {"name": "madmom", "version": madmom_version()}
-        from .beats import package_tracker_identity
+        from .beats import DECODER_VERSION, package_tracker_identity
 
         model = self._beat_model
         if model is None or isinstance(model, (str, os.PathLike)):
             return package_tracker_identity(model)
-        return {"name": "package", "file": "<in-memory tracker>", "sha256": None}
+        return {"name": "package", "file": "<in-memory tracker>", "sha256": None,
+                "decoder": DECODER_VERSION}
+
+    def beat_tracker_version(self, backend: str) -> str:
+        """One line naming tracker ``backend`` ("package" or "madmom") and its version
+        (:attr:`Analysis.beat_tracker_version`); hashed once per Analyzer."""
+        if backend not in self._tracker_versions:
+            identity = self._tracker_identity(backend)
+            if backend == "madmom":
+                line = f"madmom {identity['version']}"
+            else:
+                sha = identity["sha256"]
+                line = (f"package: {identity['file']}"
+                        + (f" sha256:{sha[:16]}" if sha else "")
+                        + f", decoder {identity['decoder']}")
+            self._tracker_versions[backend] = line
+        return self._tracker_versions[backend]
 
     def _beats_of(self, patches: Patches, backend: str = "package") -> "Beats":
         """The track's beats: those tracked with its patches, else the package tracker's
@@ -493,6 +518,7 @@ class Analyzer:
             if why:
                 results[i] = _trivial(patches, source, why)
                 results[i].beat_tracker = backends[i]
+                results[i].beat_tracker_version = self.beat_tracker_version(backends[i])
             else:
                 todo.append(i)
         if todo:
@@ -544,7 +570,8 @@ class Analyzer:
                         embeddings=embeddings.float().cpu().numpy(),
                         duration=patches.duration, source=source, sync=sync, beats=beats,
                         chroma=chroma, chroma_times=chroma_times,
-                        beat_tracker=backend)
+                        beat_tracker=backend,
+                        beat_tracker_version=self.beat_tracker_version(backend))
 
     def analyze_audio(self, y: np.ndarray, sample_rate: Optional[int] = None,
                       labels: bool = False) -> Analysis:

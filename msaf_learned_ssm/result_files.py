@@ -96,7 +96,8 @@ def _write_data(out_path: Path, result, seg_labels, config: dict, overwrite: boo
     source = audio_identity(audio) if audio not in (None, "<array>") else None
     write_estimation_jams(out_path, result.boundaries, labels=seg_labels,
                           duration=result.duration, algo_id="learned_ssm", config=config,
-                          beats=beats, source=source, replace=overwrite)
+                          beats=beats, source=source, replace=overwrite,
+                          beat_tool=result.beat_tracker_version or None)
 
 
 def _backup(path: Path) -> tuple[Path, Optional[bytes]]:

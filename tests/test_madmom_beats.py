@@ -136,6 +136,7 @@ def test_the_madmom_backend_places_bars_and_is_recorded(fake_madmom, model, trac
     inner = result.boundaries[1:-1]
     assert len(inner) and all(np.min(np.abs(downbeats - b)) < 1e-6 for b in inner)
     assert analyzer.beat_tracker_identity == {"name": "madmom", "version": "0.17.post1"}
+    assert result.beat_tracker_version == "madmom 0.17.post1"
 
     out = tmp_path / "song.jams"
     write_results(OutputPlan(out, None), result, analyzer.identity, analyzer.peaks, True,
@@ -144,7 +145,8 @@ def test_the_madmom_backend_places_bars_and_is_recorded(fake_madmom, model, trac
     segment = [a for a in jam["annotations"] if a["namespace"] == "segment_open"][0]
     beat = [a for a in jam["annotations"] if a["namespace"] == "beat"][0]
     assert segment["sandbox"]["ssm_beats"] == "madmom"
-    assert "madmom" in beat["annotation_metadata"]["annotation_tools"]
+    assert beat["annotation_metadata"]["annotation_tools"] == \
+        "msaf-learned-ssm (beat tracker: madmom 0.17.post1)"
     times, positions = read_beats(str(out))
     np.testing.assert_allclose(times, result.beats.times, atol=1e-6)
     np.testing.assert_array_equal(positions, result.beats.positions)
@@ -161,6 +163,28 @@ def test_the_package_tracker_stays_the_default_and_is_recorded(no_madmom, model,
     from msaf_learned_ssm.model_files import file_sha256
 
     assert identity["sha256"] == file_sha256(DEFAULT_BEAT_MODEL)
+
+
+def test_jams_record_the_package_trackers_file_hash_and_decoder(no_madmom, model, track,
+                                                              tmp_path):
+    """A tracker or decoder change changes the bars: the JAMS says which made them."""
+    from msaf_learned_ssm.beats import DECODER_VERSION, DEFAULT_BEAT_MODEL
+    from msaf_learned_ssm.model_files import file_sha256
+    from msaf_learned_ssm.output_plan import OutputPlan
+    from msaf_learned_ssm.result_files import write_results
+
+    analyzer = Analyzer(model, "cpu", sync="bar")
+    result = analyzer.analyze(track)
+    expected = (f"package: beats.pt sha256:{file_sha256(DEFAULT_BEAT_MODEL)[:16]}, "
+                f"decoder {DECODER_VERSION}")
+    assert result.beat_tracker_version == expected
+    out = tmp_path / "song.jams"
+    write_results(OutputPlan(out, None), result, analyzer.identity, analyzer.peaks, False,
+                  audio=track)
+    jam = json.loads(out.read_text())
+    beat = [a for a in jam["annotations"] if a["namespace"] == "beat"][0]
+    assert beat["annotation_metadata"]["annotation_tools"] == \
+        f"msaf-learned-ssm (beat tracker: {expected})"
 
 
 #: An importable stand-in for the madmom package, with the stand-in tracker's grid: worker
