@@ -39,6 +39,7 @@ Usage::
         --corpus corpora/pop909_band:training/splits/val.txt --corpus ../shared/data/sargon \\
         --corpus corpora/unlabeled --ids corpora/unlabeled/heldout_ids.txt \\
         --out bench/results/candidates.md [--csv bench/results/candidates.csv]
+    python bench/candidates.py --models all --corpus NEW_CORPUS --out new.md   # every shipped model
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", required=True,
-                        help="shipped names (default, author-nbatt1...) or model files")
+                        help="shipped names (default, author-nbatt1...) or model files; "
+                             "'all': default and every other shipped model")
     parser.add_argument("--corpus", action=_CorpusAction, default=[], required=True,
                         metavar="DIR[:IDS]", help="a corpus folder (repeatable)")
     parser.add_argument("--ids", action=_IdsAction, metavar="FILE",
@@ -270,6 +272,20 @@ class Candidate:
     def key(self) -> tuple:
         """Same file and peak settings: same frame boundaries (one forward for both)."""
         return self.analyzer.identity["sha256"], self.analyzer.peaks
+
+
+def expand_models(models: Sequence[str]) -> list[str]:
+    """``models`` with ``"all"`` replaced by ``"default"`` and every other shipped model
+    (:data:`~msaf_learned_ssm.model_files.NAMED_MODELS`, the one ``default`` stands for
+    left out: it is the same file), in that order."""
+    from msaf_learned_ssm.model_files import DEFAULT_MODEL, NAMED_MODELS
+
+    out: list[str] = []
+    for model in models:
+        names = (["default"] + [n for n in NAMED_MODELS if n != DEFAULT_MODEL]
+                 if model == "all" else [model])
+        out += [n for n in names if n not in out or model != "all"]
+    return out
 
 
 def load_candidates(models: Sequence[str], device: str, tracker: Optional[str]
@@ -790,7 +806,7 @@ def prepare(args: argparse.Namespace) -> tuple[list, Scoring]:
         if out is not None:
             check_writable_dir(out.parent, "report")
     corpora = load_corpora(args.corpus)
-    candidates = load_candidates(args.models, args.device, args.tracker)
+    candidates = load_candidates(expand_models(args.models), args.device, args.tracker)
     teachers = load_teacher_set(args.teachers, corpora)
     configs = {}
     for config in [c.analyzer.config for c in candidates] + \

@@ -186,3 +186,14 @@ def test_an_ensemble_holding_a_teacher_is_flagged(bench):
                                                    "x.pt sha256:dddd"]), teachers)
     assert not bench._holds_teacher(candidate("cccc", ["x.pt sha256:dddd"]), teachers)
     assert not bench._holds_teacher(candidate("cccc"), teachers)
+
+
+def test_all_names_every_shipped_model_once(bench):
+    from msaf_learned_ssm.model_files import DEFAULT_MODEL, NAMED_MODELS
+
+    every = bench.expand_models(["all"])
+    assert every[0] == "default" and DEFAULT_MODEL not in every
+    assert sorted(every[1:]) == sorted(set(NAMED_MODELS) - {DEFAULT_MODEL})
+    mixed = bench.expand_models(["runs/x.pt", "author-nbatt1", "all"])
+    assert mixed[:2] == ["runs/x.pt", "author-nbatt1"]
+    assert len(mixed) == len(set(mixed)) == len(every) + 1
