@@ -197,6 +197,10 @@ def segment(audio, model, device, output, fmt, plot, reference, labels, peak_mea
         analyzer.peaks = analyzer.peaks.updated(mean_half_sec=peak_mean_half_sec,
                                                 min_distance_sec=peak_distance_sec,
                                                 threshold=peak_threshold)
+        if beats == "auto" and analyzer.beat_backend == "madmom":
+            # madmom is about 100x slower than the package's tracker: say why it runs.
+            click.echo(f"note: --sync {analyzer.sync}: beats from madmom (installed; "
+                       "--beats package for the package's faster tracker)", err=True)
     except LearnedSSMError as exc:
         _fail(str(exc))
         sys.exit(2)

@@ -262,6 +262,36 @@ def test_auto_falls_back_for_patches_without_audio(fake_madmom, monkeypatch, mod
     assert result.beat_tracker == "package" and not fake_madmom.calls
 
 
+def test_segment_places_bars_with_an_installed_madmom_and_says_so(track, untrained_model_path,
+                                                                   tmp_path):
+    """The command line end to end, with an importable stand-in for madmom installed."""
+    import os
+
+    for rel, text in _FAKE_MADMOM_PACKAGE.items():
+        (tmp_path / "site" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "site" / rel).write_text(text)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(tmp_path / "site")] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+    sandboxes = {}
+    for beats in ("auto", "package"):
+        out = tmp_path / f"{beats}.jams"
+        proc = subprocess.run(
+            [sys.executable, "-m", "msaf_learned_ssm.cli", "segment", str(track), "--model",
+             str(untrained_model_path), "--sync", "bar", "--beats", beats, "-o", str(out)],
+            capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert ("beats from madmom" in proc.stderr) == (beats == "auto")
+        jam = json.loads(out.read_text())
+        sandboxes[beats] = [a for a in jam["annotations"]
+                            if a["namespace"] == "segment_open"][0]["sandbox"]
+        tools = [a for a in jam["annotations"]
+                 if a["namespace"] == "beat"][0]["annotation_metadata"]["annotation_tools"]
+        assert tools.startswith("msaf-learned-ssm (beat tracker: "
+                                + ("madmom" if beats == "auto" else "package: beats.pt"))
+    assert sandboxes["auto"]["ssm_beats"] == "madmom"
+    assert sandboxes["package"]["ssm_beats"] == "package"
+
+
 def test_patches_without_audio_cannot_use_madmom(fake_madmom, model, track):
     from msaf_learned_ssm.audio import load_audio
     from msaf_learned_ssm.features import compute_patches
