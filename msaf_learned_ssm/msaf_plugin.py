@@ -298,7 +298,7 @@ def install_estimation_records() -> None:
     msaf_io.save_estimations, msaf_io.read_estimations = save_estimations, read_estimations
 
 
-def get_analyzer(model: str = "default", device: str = "auto", beats: str = "package"):
+def get_analyzer(model: str = "default", device: str = "auto", beats: str = "auto"):
     """The process's shared :class:`~msaf_learned_ssm.inference.Analyzer` for (model,
     device, beat tracker)."""
     from .inference import shared_analyzer
