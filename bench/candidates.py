@@ -724,7 +724,18 @@ def timing_lines(clock: Stopwatch, wall: float, n_files: int, args: argparse.Nam
             f"Seconds per file by stage, summed over the files in flight: {stages}."]
 
 
-def notes(teachers: Optional[Teachers], namespace: str, annotator) -> list[str]:
+def tracker_description(s: Scoring) -> str:
+    """Which tracker made the beats and bars of the report, with its version."""
+    if getattr(s.tracker, "name", None) == "madmom":
+        from msaf_learned_ssm.madmom_beats import madmom_version
+
+        return (f"madmom {madmom_version()} (RNNDownBeatProcessor + DBN, 3/4 and 4/4, from "
+                "the audio at 44.1 kHz" + (", cached" if s.beat_cache else "") + ")")
+    return s.candidates[0].analyzer.beat_tracker_version("package")
+
+
+def notes(teachers: Optional[Teachers], namespace: str, annotator,
+          tracker: str = "") -> list[str]:
     from msaf_learned_ssm.sync import BAR_SNAP_BEATS
 
     lines = [
@@ -738,6 +749,8 @@ def notes(teachers: Optional[Teachers], namespace: str, annotator) -> list[str]:
         f"- References: namespace `{namespace}`, annotator "
         f"{annotator if annotator is not None else 'first'}.",
     ]
+    if tracker:
+        lines.append(f"- Beats and downbeats (`bar`, beat-grid models): {tracker}.")
     if teachers is not None:
         lines += [
             f"- Teachers ({' + '.join(teachers.names)}): boundaries are the peaks of the "
@@ -777,7 +790,7 @@ def render_report(command: str, corpora: Sequence[Corpus], s: Scoring, rows: Seq
     if skipped:
         lines += [f"Skipped ({len(skipped)}):", ""] + [f"- {n}" for n in skipped] + [""]
     lines += ["## Timing", ""] + timing + ["", "## Notes", ""]
-    lines += notes(s.teachers, s.namespace, s.annotator)
+    lines += notes(s.teachers, s.namespace, s.annotator, tracker_description(s))
     return "\n".join(lines) + "\n"
 
 

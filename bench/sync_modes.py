@@ -134,7 +134,8 @@ def main(argv=None) -> int:
                              "HR0.5F and HR3F, among those whose HR3F is not below frame's.")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    analyzers = {m: Analyzer(m, "cpu", beat_model=args.tracker) for m in args.model}
+    analyzers = {m: Analyzer(m, "cpu", beat_model=args.tracker or "package")
+                 for m in args.model}
     sets = {}
     for spec in args.set:
         name, rest = spec.split("=", 1)

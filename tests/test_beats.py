@@ -272,7 +272,8 @@ def test_cli_sync_option(tmp_path, planted_track, untrained_model_path):
     path, _ = planted_track
     out = tmp_path / "out.jams"
     result = CliRunner().invoke(main, ["segment", str(path), "--model", str(untrained_model_path),
-                                       "--device", "cpu", "--sync", "beat", "-o", str(out)])
+                                       "--device", "cpu", "--sync", "beat", "--beats",
+                                       "package", "-o", str(out)])
     assert result.exit_code == 0, result.output
     jam = json.loads(out.read_text())
     assert {a["namespace"] for a in jam["annotations"]} >= {"segment_open"}
@@ -403,7 +404,7 @@ def test_benches_and_the_analyzer_decode_the_same_bars(planted_track, untrained_
     from msaf_learned_ssm.inference import Analyzer
 
     path, _ = planted_track
-    analyzer = Analyzer(untrained_model_path, "cpu", sync="bar")
+    analyzer = Analyzer(untrained_model_path, "cpu", sync="bar", beat_model="package")
     patches = compute_patches(load_audio(path, analyzer.config.sample_rate),
                               analyzer.config, keep_mel=True)
     assert patches.chroma is not None  # kept for the tracker

@@ -70,6 +70,8 @@ def test_scores_references_and_teachers_and_skips_a_corrupt_file(
         assert sum(name in line for line in model_rows) == 2
     assert "| `author-nbatt1` † |" in report  # a teacher itself: flagged as not independent
     assert "s per file" in report
+    assert "- Beats and downbeats (`bar`, beat-grid models): package: beats.pt sha256:" \
+        in report
     rows = _rows(table)
     assert {r["track"] for r in rows if r["against"] == "reference"} == {"t0", "t1"}
     assert {r["track"] for r in rows if r["against"] == "teachers"} == {"t0", "t1", "u1"}
@@ -168,6 +170,8 @@ def test_madmom_tracker_gives_the_beats(bench, corpora, tmp_path, monkeypatch):
                            str(ids), "--tracker", "madmom", "--beat-cache", str(cache),
                            "--out", str(tmp_path / f"c{run}.md")]) == 0
     assert len(calls) == 5 and len(list(cache.glob("*.npz"))) == 2
+    assert "- Beats and downbeats (`bar`, beat-grid models): madmom " in \
+        (tmp_path / "c1.md").read_text()
     first, second = ((tmp_path / f"c{run}.md").read_text() for run in range(2))
     assert first.split("## Tracks")[0].split("## Against")[1] == \
         second.split("## Tracks")[0].split("## Against")[1]
