@@ -29,6 +29,7 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -74,13 +75,18 @@ _AVAILABLE: dict = {}
 
 
 def madmom_available() -> bool:
-    """Whether madmom imports here (asked once per process)."""
+    """Whether madmom imports here (asked once per process). An installed madmom that
+    does not import gives False and one warning saying why: "auto" then falls back to the
+    package's tracker instead of failing."""
     if "madmom" not in _AVAILABLE:
         try:
             import_madmom()
             _AVAILABLE["madmom"] = True
-        except ConfigError:
+        except ConfigError as exc:
             _AVAILABLE["madmom"] = False
+            if _installed("madmom"):
+                warnings.warn(f"{exc}; beats come from the package's tracker",
+                              UserWarning, stacklevel=2)
     return _AVAILABLE["madmom"]
 
 
@@ -134,16 +140,36 @@ def import_madmom():
 
     metadata.distribution = distribution
     try:
-        return importlib.import_module("madmom")
-    except ImportError as exc:
+        module = importlib.import_module("madmom")
+        importlib.import_module("madmom.features.downbeats")  # what the tracker uses
+        return module
+    except Exception as exc:  # noqa: BLE001 - any import-time failure is reported alike
         for name in [m for m, module in sys.modules.items() if module is not None
                      and (m == "madmom" or m.startswith("madmom."))]:
             del sys.modules[name]  # a half-imported package must not look installed
+        if _installed("madmom"):
+            # Installed but broken: a binary built for another numpy raises ValueError or
+            # ImportError from inside the package.
+            raise ConfigError(f"madmom is installed but does not import "
+                              f"({type(exc).__name__}: {exc}); reinstall it: "
+                              f"{INSTALL_HINT}") from None
         raise ConfigError(f"the madmom beat tracker needs madmom, which is not installed "
                           f"({exc}): {INSTALL_HINT} (madmom's models are licensed CC "
                           "BY-NC-SA 4.0: non-commercial use)") from None
     finally:
         metadata.distribution = original
+
+
+def _installed(name: str) -> bool:
+    """Whether a top-level package ``name`` can be found (without importing it)."""
+    import importlib.util
+
+    if name in sys.modules and sys.modules[name] is None:
+        return False  # marked as absent
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def madmom_version() -> str:

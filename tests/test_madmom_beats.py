@@ -92,6 +92,25 @@ def test_auto_takes_madmom_for_bar_and_beat_placement_only(monkeypatch, availabl
         resolve("librosa", "bar")
 
 
+def test_a_broken_madmom_install_is_one_error_and_auto_falls_back(monkeypatch, tmp_path):
+    """A madmom built for another numpy fails inside its import (ValueError here)."""
+    package = tmp_path / "madmom"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "raise ValueError('numpy.dtype size changed, may indicate binary incompatibility')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in sys.modules if m == "madmom" or m.startswith("madmom.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(madmom_beats, "_AVAILABLE", {})
+    with pytest.raises(ConfigError, match=r"madmom is installed but does not import "
+                                          r"\(ValueError: numpy.dtype size changed"):
+        madmom_beats.import_madmom()
+    assert "madmom" not in sys.modules  # nothing half-imported left behind
+    with pytest.warns(UserWarning, match="beats come from the package's tracker"):
+        assert madmom_beats.madmom_available() is False
+    assert madmom_beats.resolve_beat_backend("auto", "bar") == "package"
+
+
 def test_madmom_available_answers_without_raising(monkeypatch):
     monkeypatch.setattr(madmom_beats, "_AVAILABLE", {})
     monkeypatch.setitem(sys.modules, "madmom", None)  # as if not installed
