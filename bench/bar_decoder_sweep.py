@@ -66,8 +66,12 @@ def main(argv=None) -> int:
                         help="beats on each side compared by the harmonic-change cue")
     parser.add_argument("--tracker", type=Path, default=None,
                         help="tracker file (default: the shipped one)")
+    parser.add_argument("--downbeat-prior", nargs="+", default=["none"],
+                        help="bar decoder's downbeat prior (beats.bar_positions; 'none': "
+                             "the strengths as they are)")
     args = parser.parse_args(argv)
     ratios = [None if r == "none" else float(r) for r in args.double_ratio]
+    priors = [None if r == "none" else float(r) for r in args.downbeat_prior]
 
     tracker = BeatTracker(args.tracker)
     frontend = tracker.config.model_config
@@ -76,10 +80,10 @@ def main(argv=None) -> int:
         mel, chroma = log_mel_and_chroma(load_audio(path, frontend.sample_rate), frontend)
         return (*tracker.mel_activations(standardize_bands(mel)), chroma)
 
-    def decode(acts, times, chroma, p_restart, meters, ratio, weight, context):
+    def decode(acts, times, chroma, p_restart, meters, ratio, weight, context, prior):
         beats = decode_beats(acts, times, tracker.config, p_restart, meters, ratio,
                              chroma=(chroma, frontend.frame_sec), harmony_weight=weight,
-                             harmony_context=context)
+                             harmony_context=context, downbeat_prior=prior)
         return beats.times, beats.positions
 
     sets = {"real vs madmom": [], "renders vs references": []}
@@ -101,21 +105,21 @@ def main(argv=None) -> int:
     print("tracks:", {k: len(v) for k, v in sets.items()})
     print(f"tracker: {args.tracker or 'the shipped beats.pt'}")
     print("| p_restart | meters | double-tempo ratio | harmony weight | context | "
-          + " | ".join(f"{k}: beat F / downbeat F" for k in sets) + " |")
-    print("|---|---|---|---|---|" + "---|" * len(sets))
+          "downbeat prior | " + " | ".join(f"{k}: beat F / downbeat F" for k in sets) + " |")
+    print("|---|---|---|---|---|---|" + "---|" * len(sets))
     meter_sets = [(3, 4)] if args.meters == "3/4" else [(3, 4), (2, 3, 4)]
-    for p_restart, meters, ratio, weight, context in itertools.product(
-            args.p_restart, meter_sets, ratios, args.harmony, args.harmony_context):
+    for p_restart, meters, ratio, weight, context, prior in itertools.product(
+            args.p_restart, meter_sets, ratios, args.harmony, args.harmony_context, priors):
         cells = []
         for items in sets.values():
             scores = [f_measures(rt, rp, *decode(a, t, c, p_restart, meters, ratio, weight,
-                                                 context), 0.15)
+                                                 context, prior), 0.15)
                       for a, t, c, rt, rp in items]
             mean = np.mean(scores, axis=0) if scores else (np.nan, np.nan)
             cells.append(f"{mean[0]:.3f} / {mean[1]:.3f}")
         print(f"| {p_restart:g} | {'/'.join(map(str, meters))} | "
               f"{'off' if ratio is None else ratio} | {weight:g} | {context} | "
-              + " | ".join(cells) + " |", flush=True)
+              f"{'off' if prior is None else prior} | " + " | ".join(cells) + " |", flush=True)
     return 0
 
 

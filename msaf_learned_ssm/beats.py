@@ -231,8 +231,8 @@ BAR_RESTART_PROBABILITY = 0.005
 
 
 def bar_positions(downbeat_strength: np.ndarray, meters: Sequence[int] = (3, 4),
-                  p_restart: float = BAR_RESTART_PROBABILITY, p_meter_change: float = 1e-4
-                  ) -> np.ndarray:
+                  p_restart: float = BAR_RESTART_PROBABILITY, p_meter_change: float = 1e-4,
+                  downbeat_prior: Optional[float] = None) -> np.ndarray:
     """Most likely position in the bar of each beat (Viterbi).
 
     Parameters
@@ -245,6 +245,11 @@ def bar_positions(downbeat_strength: np.ndarray, meters: Sequence[int] = (3, 4),
         Probability that a bar ends early and a new one starts (irregular bars).
     p_meter_change : float
         Probability of a change of metre at a bar line.
+    downbeat_prior : float in (0, 1) or None
+        The share of downbeats among the beats that ``downbeat_strength`` was calibrated
+        on. Given, each strength (a posterior) is divided by that prior to give a
+        likelihood ratio, so that weak evidence no longer favours the metres with the
+        fewest downbeats; None uses the strengths as they are.
 
     Returns
     -------
@@ -265,7 +270,10 @@ def bar_positions(downbeat_strength: np.ndarray, meters: Sequence[int] = (3, 4),
             elif j == m and j2 == 1:
                 log_t[a, b] = np.log(p_meter_change)
     is_down = np.array([j == 1 for _, j in states])
-    log_obs = np.where(is_down[None, :], np.log(p)[:, None], np.log(1 - p)[:, None])
+    down_l, other_l = np.log(p), np.log(1 - p)
+    if downbeat_prior is not None:
+        down_l, other_l = down_l - np.log(downbeat_prior), other_l - np.log(1 - downbeat_prior)
+    log_obs = np.where(is_down[None, :], down_l[:, None], other_l[:, None])
     n = len(p)
     if n == 0:
         return np.zeros(0, dtype=int)
@@ -516,7 +524,8 @@ def decode_beats(activations: np.ndarray, times: np.ndarray, config: BeatConfig 
                  double_tempo_ratio: Optional[float] = DOUBLE_TEMPO_RATIO,
                  chroma: Optional[tuple[np.ndarray, float]] = None,
                  harmony_weight: float = HARMONY_WEIGHT,
-                 harmony_context: int = HARMONY_CONTEXT) -> Beats:
+                 harmony_context: int = HARMONY_CONTEXT,
+                 downbeat_prior: Optional[float] = None) -> Beats:
     """Beat grid with bar positions from the tracker's activations.
 
     Parameters
@@ -537,6 +546,8 @@ def decode_beats(activations: np.ndarray, times: np.ndarray, config: BeatConfig 
     harmony_weight : float in [0, 1]
     harmony_context : int >= 1
         Beats on each side compared (:data:`HARMONY_CONTEXT`).
+    downbeat_prior : float or None
+        See :func:`bar_positions`.
 
     Returns
     -------
@@ -579,7 +590,8 @@ def decode_beats(activations: np.ndarray, times: np.ndarray, config: BeatConfig 
         change = harmonic_change(chroma_per_beat(chroma[0], chroma[1], beat_times),
                                  harmony_context)
         down_strength = (1.0 - harmony_weight) * down_strength + harmony_weight * change
-    return Beats(beat_times, bar_positions(down_strength, meters, p_restart))
+    return Beats(beat_times, bar_positions(down_strength, meters, p_restart,
+                                           downbeat_prior=downbeat_prior))
 
 
 # ---- model files ------------------------------------------------------------------------

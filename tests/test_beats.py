@@ -145,6 +145,16 @@ def test_bar_positions_follow_the_downbeat_evidence_and_allow_an_irregular_bar()
     assert bar_positions(strength).tolist() == truth
 
 
+def test_a_downbeat_prior_removes_the_bias_toward_long_bars():
+    """Strengths used as likelihoods make every downbeat cost when they are below 0.5, so
+    weak evidence every 2nd beat still gives 4-beat bars; divided by the prior, 2."""
+    strength = np.tile([0.4, 0.05], 16)
+    assert bar_positions(strength, (2, 4)).tolist()[:8] == [1, 2, 3, 4] * 2
+    assert bar_positions(strength, (2, 4), downbeat_prior=0.25).tolist()[:8] == [1, 2] * 4
+    strong = np.where(np.arange(32) % 4 == 0, 0.8, 0.1)  # clear 4/4 evidence stays 4/4
+    assert bar_positions(strong, (2, 4), downbeat_prior=0.25).tolist()[:8] == [1, 2, 3, 4] * 2
+
+
 def test_snap_to_grid_moves_merges_and_keeps_the_ends():
     grid = np.array([2.0, 4.0, 6.0, 8.0])
     out = snap_to_grid(np.array([0.0, 2.4, 3.7, 5.1, 9.9, 10.0]), grid, max_shift=1.0)
