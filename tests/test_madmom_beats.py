@@ -111,6 +111,21 @@ def test_a_broken_madmom_install_is_one_error_and_auto_falls_back(monkeypatch, t
     assert madmom_beats.resolve_beat_backend("auto", "bar") == "package"
 
 
+def test_concurrent_first_questions_leave_importlib_as_it_was(monkeypatch):
+    """Decoding threads may ask at once; the import's patch of importlib.metadata must be
+    undone whatever the interleaving."""
+    import importlib.metadata as metadata
+    from concurrent.futures import ThreadPoolExecutor
+
+    original = metadata.distribution
+    monkeypatch.setattr(madmom_beats, "_AVAILABLE", {})
+    monkeypatch.setitem(sys.modules, "madmom", None)  # as if not installed
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: madmom_beats.madmom_available(), range(32)))
+    assert answers == [False] * 32
+    assert metadata.distribution is original
+
+
 def test_madmom_available_answers_without_raising(monkeypatch):
     monkeypatch.setattr(madmom_beats, "_AVAILABLE", {})
     monkeypatch.setitem(sys.modules, "madmom", None)  # as if not installed
