@@ -23,7 +23,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import sys
 from pathlib import Path
@@ -36,7 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 
 def main(argv=None) -> int:
-    from beat_agreement import f_measures
+    from beat_agreement import cached_madmom_beats, f_measures
 
     from msaf_learned_ssm.audio import load_audio
     from msaf_learned_ssm import beats as beats_module
@@ -91,11 +90,9 @@ def main(argv=None) -> int:
         audio = next((args.unlabeled / "audio").glob(track_id + ".*"), None)
         if audio is None:
             continue
-        entry = args.cache / f"{hashlib.sha256(audio.read_bytes()).hexdigest()[:20]}.npz"
-        if entry.is_file():
-            with np.load(entry) as data:
-                sets["real vs madmom"].append((*activations(audio), data["times"],
-                                               data["positions"]))
+        cached = cached_madmom_beats(audio, args.cache)
+        if cached is not None:
+            sets["real vs madmom"].append((*activations(audio), *cached))
     if args.render_ids.is_file():
         for track_id in args.render_ids.read_text().split()[:args.max_renders]:
             audio = args.renders / "audio" / f"{track_id}.flac"

@@ -65,16 +65,32 @@ def tempo_relation(ref_times, est_times) -> str:
     return "other"
 
 
+def cache_entry(path: Path, cache: Path) -> Path:
+    """The file in ``cache`` that holds madmom's beats of ``path`` (keyed by its content)."""
+    return cache / f"{hashlib.sha256(path.read_bytes()).hexdigest()[:20]}.npz"
+
+
+def cached_madmom_beats(path: Path, cache: Path) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """madmom's (times, positions) for ``path`` from ``cache``, None when not cached."""
+    return _read_entry(cache_entry(path, cache))
+
+
+def _read_entry(entry: Path) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    if not entry.is_file():
+        return None
+    with np.load(entry) as data:
+        return data["times"], data["positions"]
+
+
 def madmom_beats(path: Path, tracker, cache: Path) -> tuple[np.ndarray, np.ndarray, float]:
     """madmom's (times, positions) for ``path``, cached by the file's content; and the
     seconds it took (0 when cached)."""
     from msaf_learned_ssm.audio import load_audio
 
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:20]
-    entry = cache / f"{digest}.npz"
-    if entry.is_file():
-        with np.load(entry) as data:
-            return data["times"], data["positions"], 0.0
+    entry = cache_entry(path, cache)  # hashes the file once
+    cached = _read_entry(entry)
+    if cached is not None:
+        return (*cached, 0.0)
     t0 = time.perf_counter()
     beats = tracker.track(load_audio(path, 44100), 44100)
     seconds = time.perf_counter() - t0

@@ -280,11 +280,13 @@ def expand_models(models: Sequence[str]) -> list[str]:
     left out: it is the same file), in that order."""
     from msaf_learned_ssm.model_files import DEFAULT_MODEL, NAMED_MODELS
 
+    every = ["default"] + [n for n in NAMED_MODELS if n != DEFAULT_MODEL]
     out: list[str] = []
     for model in models:
-        names = (["default"] + [n for n in NAMED_MODELS if n != DEFAULT_MODEL]
-                 if model == "all" else [model])
-        out += [n for n in names if n not in out or model != "all"]
+        if model == "all":
+            out += [n for n in every if n not in out]  # named before "all": kept once
+        else:
+            out.append(model)  # named twice by the user: load_candidates says so
     return out
 
 
@@ -400,16 +402,17 @@ def file_inputs(audio: Path, configs: dict, tracker, clock: Stopwatch,
             signal = y if config.sample_rate == rate else resample(y, rate, config.sample_rate)
             patches[key] = compute_patches(signal, config, threads, keep_mel=True)
     with clock.stage("beats"):
-        if getattr(tracker, "name", None) == "madmom" and beat_cache is not None:
-            from beat_agreement import madmom_beats
+        if getattr(tracker, "name", None) == "madmom":  # from the audio at its own rate
             from msaf_learned_ssm.beats import Beats
-
-            beats = Beats(*madmom_beats(Path(audio), tracker, beat_cache)[:2])
-        elif getattr(tracker, "name", None) == "madmom":  # from the audio at its own rate
             from msaf_learned_ssm.madmom_beats import MADMOM_SAMPLE_RATE
 
-            beats = tracker.track(load_audio(audio, MADMOM_SAMPLE_RATE, threads),
-                                  MADMOM_SAMPLE_RATE)
+            if beat_cache is not None:
+                from beat_agreement import madmom_beats
+
+                beats = Beats(*madmom_beats(Path(audio), tracker, beat_cache)[:2])
+            else:
+                beats = tracker.track(load_audio(audio, MADMOM_SAMPLE_RATE, threads),
+                                      MADMOM_SAMPLE_RATE)
         elif (key := frontend_key(tracker.config.model_config)) in patches:
             beats = tracker.track_patches(patches[key])
         else:

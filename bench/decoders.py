@@ -96,7 +96,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import soundfile as sf
 
-    minutes = sum(sf.info(str(f)).duration for f in args.files) / 60
+    infos = [sf.info(str(f)) for f in args.files]
+    minutes = sum(info.duration for info in infos) / 60
     rows = []
     reference = None
     for name, (module, decode) in DECODERS.items():
@@ -110,8 +111,7 @@ def main(argv=None) -> int:
             seconds += t
             lengths.append(n)
         reference = reference or seconds
-        ref_lengths = [sf.info(str(f)).frames for f in args.files]
-        same = sum(a == b for a, b in zip(lengths, ref_lengths))
+        same = sum(n == info.frames for n, info in zip(lengths, infos))
         rows.append(f"| {name} | {version} | {seconds / minutes:.3f} | "
                     f"{seconds / reference:.2f} | {same} of {len(args.files)} |")
         print(rows[-1], flush=True)

@@ -20,7 +20,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
@@ -64,7 +63,7 @@ def oracle_phase_f(ref_times: np.ndarray, ref_pos: np.ndarray, est_times: np.nda
 def main(argv=None) -> int:
     from tqdm import tqdm
 
-    from beat_agreement import f_measures, tempo_relation
+    from beat_agreement import cached_madmom_beats, f_measures, tempo_relation
     from msaf_learned_ssm.audio import load_audio
     from msaf_learned_ssm.beats import BeatTracker, decode_beats
     from msaf_learned_ssm.features import log_mel_and_chroma, standardize_bands
@@ -85,11 +84,10 @@ def main(argv=None) -> int:
         audio = next((args.unlabeled / "audio").glob(track_id + ".*"), None)
         if audio is None:
             continue
-        entry = args.cache / f"{hashlib.sha256(audio.read_bytes()).hexdigest()[:20]}.npz"
-        if not entry.is_file():
+        cached = cached_madmom_beats(audio, args.cache)
+        if cached is None:
             continue  # madmom's beats not cached: bench/beat_agreement.py makes them
-        with np.load(entry) as data:
-            ref_times, ref_pos = data["times"], data["positions"]
+        ref_times, ref_pos = cached
         mel, chroma = log_mel_and_chroma(load_audio(audio, frontend.sample_rate), frontend)
         activations, times = tracker.mel_activations(standardize_bands(mel))
         beats = decode_beats(activations, times, tracker.config,
