@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from beat_tracking import tempo_relation  # noqa: E402  (one definition, shared)
+
 HEADING = "## Real music: the package's tracker against madmom"
 WINDOWS = (0.07, 0.15)
 
@@ -52,17 +54,6 @@ def f_measures(ref_times, ref_pos, est_times, est_pos, window: float) -> tuple[f
     ref_times, est_times = np.asarray(ref_times, float), np.asarray(est_times, float)
     return beat_and_downbeat_f(ref_times, ref_times[np.asarray(ref_pos) == 1], est_times,
                                est_times[np.asarray(est_pos) == 1], window)
-
-
-def tempo_relation(ref_times, est_times) -> str:
-    """``same``, ``half`` (the estimate's beats twice as long), ``double`` or ``other``."""
-    if len(ref_times) < 3 or len(est_times) < 3:
-        return "other"
-    ratio = np.median(np.diff(est_times)) / np.median(np.diff(ref_times))
-    for name, target in (("same", 1.0), ("half", 2.0), ("double", 0.5)):
-        if abs(ratio / target - 1) <= 0.04:
-            return name
-    return "other"
 
 
 def cache_entry(path: Path, cache: Path) -> Path:

@@ -1,33 +1,65 @@
-"""Beat and downbeat tracking accuracy: the package's tracker against librosa's.
+"""Beat and downbeat tracking accuracy on any corpus with beat references: the package's
+tracker, madmom's (when installed) and librosa's, in one table.
 
-For every song of the given splits (renders whose references carry a ``beat`` annotation,
-as ``build-pop909`` writes them): beat F-measure and downbeat F-measure
-(``mir_eval.beat.f_measure``, 70 ms window, first 5 s trimmed as mir_eval does), mean over
-songs. librosa's ``beat.beat_track`` has no downbeats; its row counts every 4th beat from
-its first as a downbeat (the naive bar grid a user would get from it). Also: the time the
-tracker and librosa take per song (this machine, same run).
+For every track of each ``--corpus`` (MSAF layout, ``audio/`` and ``references/NAME.jams``,
+or audio with same-stem ``.jams`` beside it; ``DIR:IDS`` keeps the ids listed in IDS) whose
+reference has a ``beat`` annotation (the first, or ``--annotator``'s), each tracker runs on
+the decoded file as the Analyzer runs it:
 
-Writes ``bench/results/beats.md``.
+- ``package``: the shipped ``beats.pt`` (or ``--tracker FILE``) with its bar decoder and
+  chord cue (``BeatTracker.track``, 22.05 kHz);
+- ``madmom``: ``RNNDownBeatProcessor`` + ``DBNDownBeatTrackingProcessor`` (3/4 and 4/4) on
+  the file decoded at 44.1 kHz (the ``[madmom]`` extra; ``--beat-cache DIR`` reuses the
+  beats ``bench/beat_agreement.py`` cached, keyed by the file's content);
+- ``librosa``: ``librosa.beat.beat_track``, every 4th beat from its first counted as a
+  downbeat (the naive bar grid a user would get from it).
+
+Scores: ``mir_eval.beat.f_measure`` (first 5 s trimmed, as mir_eval does) at each
+``--windows`` (default 70 ms and 150 ms: human annotations of real records often lag the
+audio by about 0.1 s, which the 70 ms window punishes in every tracker alike), for beats
+and for downbeats, mean over tracks; downbeat F only over tracks whose reference gives bar
+positions. Also the tempo relation of each tracker to the reference (median beat periods
+within 4 %: same, half, double, other) and its seconds per audio minute on this machine.
+
+A track that fails to decode, or whose reference has no usable beat annotation, is reported
+on one line and skipped. Nothing is written unless ``--out`` (markdown) or ``--csv`` (one
+row per track and tracker) is given.
 
 Usage::
 
-    python bench/beat_tracking.py [--tracker FILE] \\
-        --set "band val=corpora/pop909_band:training/splits/val.txt" \\
-        --set "piano val=corpora/pop909_piano:training/splits/val.txt" \\
-        --set "band test=corpora/pop909_band:training/splits/test.txt"
+    python bench/beat_tracking.py --corpus HELD_OUT_RECORDINGS --out beats_heldout.md
+    python bench/beat_tracking.py --corpus corpora/pop909_band:training/splits/val.txt \\
+        --trackers package librosa --windows 0.07
+    python bench/beat_tracking.py --set "band val=corpora/pop909_band:training/splits/val.txt"
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import shlex
 import sys
 import time
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+#: Trackers this bench knows, in table order.
+TRACKERS = ("package", "madmom", "librosa")
+#: Default F-measure windows (s).
+WINDOWS = (0.07, 0.15)
+#: Tempo relations (``tempo_relation``), in table order.
+RELATIONS = ("same", "half", "double", "other")
+CSV_FIELDS = ("corpus", "track", "tracker", "window", "beat_F", "downbeat_F", "tempo",
+              "seconds", "audio_seconds")
 
 
 def f_measures(ref_beats, ref_down, est_beats, est_down, window: float = 0.07
@@ -42,69 +74,328 @@ def f_measures(ref_beats, ref_down, est_beats, est_down, window: float = 0.07
                                           trim(np.asarray(est_down, float)), window)))
 
 
-def score_set(corpus: Path, ids_file: Path, tracker) -> dict:
+def tempo_relation(ref_times, est_times) -> str:
+    """``same``, ``half`` (the estimate's beats twice as long), ``double`` or ``other``:
+    the ratio of the median beat periods, within 4 %."""
+    if len(ref_times) < 3 or len(est_times) < 3:
+        return "other"
+    ratio = np.median(np.diff(est_times)) / np.median(np.diff(ref_times))
+    for name, target in (("same", 1.0), ("half", 2.0), ("double", 0.5)):
+        if abs(ratio / target - 1) <= 0.04:
+            return name
+    return "other"
+
+
+# ---- trackers ----------------------------------------------------------------------------
+
+@dataclass
+class Tracker:
+    """A tracker as this bench runs it: ``run(path) -> (times, positions)``."""
+
+    name: str
+    description: str
+    run: Callable[[Path], tuple]
+
+
+def package_tracker(path: Optional[str]) -> Tracker:
+    """The package's tracker (``path``: a tracker file; None: the shipped one)."""
+    from msaf_learned_ssm.audio import load_audio
+    from msaf_learned_ssm.beats import DEFAULT_BEAT_MODEL, BeatTracker, package_tracker_identity
+
+    tracker = BeatTracker(path)
+    rate = tracker.config.model_config.sample_rate
+    identity = package_tracker_identity(path or DEFAULT_BEAT_MODEL)
+
+    def run(audio: Path) -> tuple:
+        beats = tracker.track(load_audio(audio, rate), n_threads=1)
+        return beats.times, beats.positions
+
+    return Tracker("package", f"`{identity['file']}` sha256:{(identity['sha256'] or '')[:16]}, "
+                   f"decoder {identity['decoder']}", run)
+
+
+def madmom_tracker(cache: Optional[Path]) -> Tracker:
+    """madmom's downbeat tracker (ConfigError naming the extra when it is not installed);
+    ``cache``: a ``bench/beat_agreement.py`` cache to read (and fill)."""
+    from msaf_learned_ssm.audio import load_audio
+    from msaf_learned_ssm.madmom_beats import MADMOM_SAMPLE_RATE, MadmomTracker, madmom_version
+
+    tracker = MadmomTracker()
+
+    def run(audio: Path) -> tuple:
+        if cache is not None:
+            from beat_agreement import madmom_beats
+            times, positions, _ = madmom_beats(audio, tracker, cache)
+            return times, positions
+        beats = tracker.track(load_audio(audio, MADMOM_SAMPLE_RATE), MADMOM_SAMPLE_RATE)
+        return beats.times, beats.positions
+
+    return Tracker("madmom", f"madmom {madmom_version()}, RNNDownBeatProcessor + "
+                   "DBNDownBeatTrackingProcessor (3/4, 4/4)", run)
+
+
+def librosa_tracker() -> Tracker:
+    """``librosa.beat.beat_track`` (22.05 kHz, hop 512), every 4th beat a downbeat."""
     import librosa
-    from tqdm import tqdm
 
     from msaf_learned_ssm.audio import load_audio
-    from msaf_learned_ssm_jams.beats import read_beats
-    from msaf_learned_ssm_training.corpus import find_tracks, read_id_list
 
-    tracks = find_tracks(corpus, read_id_list(ids_file), allow_missing=True)
-    ours, theirs, t_ours, t_theirs = [], [], 0.0, 0.0
-    for track in tqdm(tracks, desc=corpus.name, leave=False):
-        ref, pos = read_beats(track.reference)
-        ref_down = ref[pos == 1]
-        y = load_audio(track.audio, 22050)
-        t0 = time.perf_counter()
-        est = tracker.track(y)
-        t_ours += time.perf_counter() - t0
-        ours.append(f_measures(ref, ref_down, est.times, est.downbeats))
-        t0 = time.perf_counter()
+    def run(audio: Path) -> tuple:
+        y = load_audio(audio, 22050)
         _, frames = librosa.beat.beat_track(y=y, sr=22050, hop_length=512)
-        lb = librosa.frames_to_time(frames, sr=22050, hop_length=512)
-        t_theirs += time.perf_counter() - t0
-        theirs.append(f_measures(ref, ref_down, lb, lb[::4]))
-    n = max(len(tracks), 1)
-    return {"n": len(tracks), "ours": np.mean(ours, axis=0), "librosa": np.mean(theirs, axis=0),
-            "sec_ours": t_ours / n, "sec_librosa": t_theirs / n}
+        times = librosa.frames_to_time(frames, sr=22050, hop_length=512)
+        positions = np.where(np.arange(len(times)) % 4 == 0, 1, 2)
+        return times, positions
+
+    return Tracker("librosa", f"librosa {librosa.__version__} `beat.beat_track`, every 4th "
+                   "beat a downbeat", run)
 
 
-def main(argv=None) -> int:
-    from msaf_learned_ssm.beats import DEFAULT_BEAT_MODEL, BeatTracker
+def load_trackers(names: Sequence[str], tracker_file: Optional[str],
+                  cache: Optional[Path], say: Callable[[str], None]) -> list[Tracker]:
+    """The named trackers; ``madmom`` left out with one line when it is not installed and
+    was not asked for by name (``"auto"``)."""
+    from msaf_learned_ssm.errors import ConfigError
+    from msaf_learned_ssm.madmom_beats import madmom_available
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tracker", default=str(DEFAULT_BEAT_MODEL))
-    parser.add_argument("--set", action="append", required=True,
-                        help="NAME=CORPUS:IDS_FILE (repeatable)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "beats.md")
-    args = parser.parse_args(argv)
+    out = []
+    for name in names:
+        if name == "package":
+            out.append(package_tracker(tracker_file))
+        elif name == "librosa":
+            out.append(librosa_tracker())
+        elif name == "madmom":
+            out.append(madmom_tracker(cache))
+        elif name == "auto-madmom":
+            if madmom_available():
+                out.append(madmom_tracker(cache))
+            else:
+                say("madmom is not installed: its rows are left out "
+                    "(pip install 'msaf-learned-ssm[madmom]' adds them)")
+        else:
+            raise ConfigError(f"unknown tracker {name!r} (choose from {', '.join(TRACKERS)})")
+    return out
+
+
+# ---- scoring ------------------------------------------------------------------------------
+
+@dataclass
+class TrackerScores:
+    """What one tracker scored on one corpus."""
+
+    rows: list = field(default_factory=list)  # dicts of CSV_FIELDS
+    seconds: float = 0.0
+    audio_seconds: float = 0.0
+
+
+def score_track(ref_times: np.ndarray, ref_pos: np.ndarray, est: tuple,
+                windows: Sequence[float]) -> list[tuple]:
+    """``(window, beat F, downbeat F or nan, tempo relation)`` per window; downbeat F is
+    nan when the reference gives no bar positions."""
+    est_times, est_pos = np.asarray(est[0], float), np.asarray(est[1])
+    has_bars = bool(np.any(ref_pos == 1))
+    relation = tempo_relation(ref_times, est_times)
+    out = []
+    for window in windows:
+        # Without bar positions the downbeat score is not computed (mir_eval would warn
+        # about an empty reference): the beats stand in and the result is dropped.
+        ref_down = ref_times[ref_pos == 1] if has_bars else ref_times
+        beat_f, down_f = f_measures(ref_times, ref_down, est_times, est_times[est_pos == 1],
+                                    window)
+        out.append((window, beat_f, down_f if has_bars else float("nan"), relation))
+    return out
+
+
+def score_corpus(name: str, tracks: Sequence, trackers: Sequence[Tracker],
+                 windows: Sequence[float], annotator: Optional[str],
+                 say: Callable[[str], None]) -> dict:
+    """``{tracker name: TrackerScores}`` over ``tracks`` (candidates' ``CorpusTrack``)."""
+    import soundfile as sf
+    from tqdm import tqdm
+
+    from msaf_learned_ssm.errors import LearnedSSMError
+    from msaf_learned_ssm_jams.beats import read_beats
+
+    scores = {t.name: TrackerScores() for t in trackers}
+    for track in tqdm(tracks, desc=name, unit="track"):
+        if track.reference is None:
+            say(f"skipped: {track.audio}: no reference JAMS")
+            continue
+        try:
+            ref_times, ref_pos = read_beats(track.reference, annotator)
+        except LearnedSSMError as exc:
+            say(f"skipped: {exc}")
+            continue
+        if len(ref_times) < 3:
+            say(f"skipped: {track.reference}: fewer than 3 reference beats")
+            continue
+        try:
+            duration = float(sf.info(str(track.audio)).duration)
+        except Exception:  # noqa: BLE001 - formats libsndfile lacks: the decoder says below
+            duration = float("nan")
+        for tracker in trackers:
+            t0 = time.perf_counter()
+            try:
+                est = tracker.run(track.audio)
+            except LearnedSSMError as exc:
+                say(f"skipped ({tracker.name}): {exc}")
+                continue
+            spent = time.perf_counter() - t0
+            s = scores[tracker.name]
+            s.seconds += spent
+            s.audio_seconds += duration if np.isfinite(duration) else 0.0
+            for window, beat_f, down_f, relation in score_track(ref_times, ref_pos, est,
+                                                                windows):
+                s.rows.append({"corpus": name, "track": track.track_id, "tracker": tracker.name,
+                               "window": window, "beat_F": beat_f, "downbeat_F": down_f,
+                               "tempo": relation, "seconds": spent,
+                               "audio_seconds": duration})
+    return scores
+
+
+def table_lines(results: dict, trackers: Sequence[Tracker], windows: Sequence[float]
+                ) -> list[str]:
+    """The markdown table: one row per corpus and tracker."""
+    head = ["corpus", "tracker", "tracks"]
+    for w in windows:
+        head += [f"beat F {w * 1000:.0f} ms", f"downbeat F {w * 1000:.0f} ms"]
+    head += ["tempo same / half / double / other", "s / audio min"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
+    for corpus, scores in results.items():
+        for tracker in trackers:
+            s = scores[tracker.name]
+            first = [r for r in s.rows if r["window"] == windows[0]]
+            if not first:
+                continue
+            cells = [corpus, tracker.name, str(len(first))]
+            for w in windows:
+                rows = [r for r in s.rows if r["window"] == w]
+                down = [r["downbeat_F"] for r in rows if np.isfinite(r["downbeat_F"])]
+                cells += [f"{np.mean([r['beat_F'] for r in rows]):.3f}",
+                          f"{np.mean(down):.3f}" if down else "-"]
+            counts = [sum(r["tempo"] == rel for r in first) for rel in RELATIONS]
+            cells.append(" / ".join(map(str, counts)))
+            cells.append(f"{60 * s.seconds / s.audio_seconds:.2f}" if s.audio_seconds else "-")
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def csv_text(results: dict) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for scores in results.values():
+        for s in scores.values():
+            for row in s.rows:
+                writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v)
+                                 for k, v in row.items()})
+    return buffer.getvalue()
+
+
+# ---- command line -------------------------------------------------------------------------
+
+def parse_corpora(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list:
+    """``[(name, root, ids or None)]`` from ``--corpus DIR[:IDS]`` and ``--set NAME=DIR:IDS``."""
+    specs = []
+    for value in args.corpus:
+        root, ids = value, None
+        if not Path(value).exists() and ":" in value:
+            root, ids = value.rsplit(":", 1)
+        name = Path(root).name + (f" ({Path(ids).stem})" if ids else "")
+        specs.append((name, Path(root), Path(ids) if ids else None))
+    for value in args.set:
+        if "=" not in value:
+            parser.error(f"--set {value!r}: expected NAME=CORPUS[:IDS]")
+        name, rest = value.split("=", 1)
+        root, ids = rest, None
+        if not Path(rest).exists() and ":" in rest:
+            root, ids = rest.rsplit(":", 1)
+        specs.append((name, Path(root), Path(ids) if ids else None))
+    if not specs:
+        parser.error("give at least one --corpus (or --set)")
+    return specs
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    import warnings
+
     import torch
 
+    from candidates import corpus_tracks
+    from msaf_learned_ssm.errors import LearnedSSMError
+    from msaf_learned_ssm.fileio import atomic_write_text
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", action="append", default=[], metavar="DIR[:IDS]",
+                        help="a corpus with beat references (repeatable)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=DIR[:IDS]",
+                        help="a corpus with a name for the table (repeatable)")
+    parser.add_argument("--trackers", nargs="+", default=None, choices=TRACKERS,
+                        help="default: package, madmom when installed, librosa")
+    parser.add_argument("--tracker", default=None, metavar="FILE",
+                        help="the package tracker's file (default: the shipped beats.pt)")
+    parser.add_argument("--annotator", default=None,
+                        help="the reference beat annotation's annotator (default: the first)")
+    parser.add_argument("--windows", type=float, nargs="+", default=list(WINDOWS),
+                        help="F-measure windows in seconds (default 0.07 0.15)")
+    parser.add_argument("--beat-cache", type=Path, default=None, metavar="DIR",
+                        help="madmom's beats cached by bench/beat_agreement.py (read and filled)")
+    parser.add_argument("--out", type=Path, default=None, help="markdown report")
+    parser.add_argument("--csv", type=Path, default=None, help="per-track rows (CSV)")
+    args = parser.parse_args(argv)
+    if not args.windows or not all(0 < w <= 1 for w in args.windows):
+        parser.error("--windows must be in (0, 1] s")
+    specs = parse_corpora(args, parser)
     torch.set_num_threads(1)
-    tracker = BeatTracker(args.tracker)
-    lines = ["# Beat and downbeat tracking", "",
-             "Mean over songs of `mir_eval.beat.f_measure` (70 ms; first 5 s trimmed). librosa: "
-             "`librosa.beat.beat_track` on the audio, every 4th beat from its first counted as "
-             "a downbeat. Seconds per song on one thread (this machine, same run).",
-             "Command: `python bench/beat_tracking.py "
-             + " ".join(f'--set "{s}"' for s in args.set) + "`", "",
-             "| songs | n | beat F ours | beat F librosa | downbeat F ours | downbeat F librosa "
-             "| s/song ours | s/song librosa |", "|---|---|---|---|---|---|---|---|"]
-    for spec in args.set:
-        name, rest = spec.split("=", 1)
-        corpus, ids = rest.rsplit(":", 1)
-        r = score_set(Path(corpus), Path(ids), tracker)
-        lines.append(f"| {name} | {r['n']} | {r['ours'][0]:.3f} | {r['librosa'][0]:.3f} | "
-                     f"{r['ours'][1]:.3f} | {r['librosa'][1]:.3f} | {r['sec_ours']:.2f} | "
-                     f"{r['sec_librosa']:.2f} |")
-        print(lines[-1], flush=True)
-    meta = tracker.meta
-    lines += ["", f"Tracker: `{Path(args.tracker).name}`, epoch {meta.get('epoch')}, validation "
-              f"{meta.get('validation')}."]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+    from tqdm import tqdm
+
+    def say(line: str) -> None:  # on its own line, between the progress bars' updates
+        tqdm.write(line, file=sys.stderr)
+
+    names = args.trackers or ["package", "auto-madmom", "librosa"]
+    started = time.perf_counter()
+    try:
+        trackers = load_trackers(names, args.tracker, args.beat_cache, say)
+        if args.beat_cache is not None:
+            for tracker in trackers:
+                if tracker.name == "madmom":
+                    tracker.description += (f"; beats read from `{args.beat_cache}` where "
+                                            "cached (its time then excludes tracking)")
+        results = {}
+        with warnings.catch_warnings():
+            # librosa and mir_eval warn per track on short or beatless audio; the scores
+            # say it (F = 0), the warnings would bury the progress bars.
+            warnings.simplefilter("ignore", UserWarning)
+            for name, root, ids in specs:
+                tracks, missing = corpus_tracks(root, ids)
+                for track_id in missing:
+                    say(f"skipped: {ids}: {track_id}: no audio file in {root}")
+                results[name] = score_corpus(name, tracks, trackers, args.windows,
+                                             args.annotator, say)
+    except LearnedSSMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    wall = time.perf_counter() - started
+    table = table_lines(results, trackers, args.windows)
+    print("\n".join(table))
+    if args.out is not None:
+        command = "python bench/beat_tracking.py " + " ".join(
+            shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+        report = ["# Beat and downbeat tracking", "",
+                  f"Command: `{command}`", "",
+                  f"Date: {datetime.now().isoformat(timespec='seconds')}; wall time "
+                  f"{wall:.0f} s", ""] + table + [
+                  "", "- Cells: mean over tracks of `mir_eval.beat.f_measure` (first 5 s "
+                  "trimmed); downbeat F over tracks whose reference gives bar positions.",
+                  "- Tempo: median beat period against the reference's, within 4 %.",
+                  "- `s / audio min`: seconds per minute of audio on this machine, decoding "
+                  "included, one torch thread."]
+        report += [f"- `{t.name}`: {t.description}." for t in trackers]
+        atomic_write_text(args.out, "\n".join(report) + "\n")
+        say(f"wrote {args.out}")
+    if args.csv is not None:
+        atomic_write_text(args.csv, csv_text(results))
+        say(f"wrote {args.csv}")
     return 0
 
 

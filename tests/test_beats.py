@@ -8,9 +8,9 @@ import jams
 import mir_eval
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
+from conftest import write_click_track_corpus
 from msaf_learned_ssm.beats import (BeatConfig, Beats, BeatTCN, BeatTracker, bar_positions,
                                     chroma_per_beat, decode_beats, harmonic_change,
                                     load_beat_model, package_tracker_identity,
@@ -292,39 +292,11 @@ def test_cli_sync_option(tmp_path, planted_track, untrained_model_path):
     assert bad.exit_code == 2 and "bars" in bad.output
 
 
-def _click_track_corpus(root, n: int = 3, seconds: float = 24.0):
-    """Click tracks (accent every 4 beats) with beat and segment references."""
-    from msaf_learned_ssm_jams.beats import beats_to_annotation
-    from msaf_learned_ssm_jams.segments import segments_to_jams
-
-    sr = 22050
-    (root / "audio").mkdir(parents=True)
-    (root / "references").mkdir()
-    rng = np.random.default_rng(0)
-    t_click = np.arange(0, 0.03, 1 / sr)
-    for i in range(n):
-        period = 60 / rng.uniform(80, 140)
-        beats = np.arange(0.5, seconds - 0.5, period)
-        y = 0.01 * rng.standard_normal(int(seconds * sr)).astype(np.float32)
-        for k, t in enumerate(beats):
-            a = 1.0 if k % 4 == 0 else 0.4
-            click = a * np.sin(2 * np.pi * 800 * t_click) * np.exp(-t_click * 100)
-            y[int(t * sr): int(t * sr) + len(click)] += click.astype(np.float32)
-        sf.write(root / "audio" / f"t{i}.wav", y, sr)
-        jam = jams.JAMS()
-        jam.file_metadata.duration = seconds
-        segments_to_jams(np.array([[0, seconds / 2], [seconds / 2, seconds]]), ["A", "B"],
-                         seconds, jam=jam)
-        jam.annotations.append(beats_to_annotation(beats, np.arange(len(beats)) % 4 + 1,
-                                                   seconds, "clicks"))
-        jam.save(str(root / "references" / f"t{i}.jams"))
-
-
 def test_tracker_training_resumes_to_identical_weights(tmp_path):
     from msaf_learned_ssm_training.beat_training import BeatTrainConfig, train_tracker
     from msaf_learned_ssm_training.corpus import find_tracks
 
-    _click_track_corpus(tmp_path / "corpus")
+    write_click_track_corpus(tmp_path / "corpus")
     tracks = find_tracks(tmp_path / "corpus")
     small = BeatConfig(channels=8, dilations=(1, 2, 4))
     cfg = dict(batch_size=2, crop_frames=200, augment_variants=0, patience=5)
@@ -359,7 +331,7 @@ def test_tracker_fine_tune_starts_from_the_initial_tracker(tmp_path):
     from msaf_learned_ssm_training.beat_training import TrackerFrameCache
     from msaf_learned_ssm.errors import LearnedSSMError
 
-    _click_track_corpus(tmp_path / "corpus")
+    write_click_track_corpus(tmp_path / "corpus")
     tracks = find_tracks(tmp_path / "corpus")
     small = BeatConfig(channels=8, dilations=(1, 2, 4))
     init = tmp_path / "init.pt"

@@ -4,7 +4,6 @@ corpus (MSAF layout with an id list, a corrupt file, and a flat folder without r
 from __future__ import annotations
 
 import csv
-import importlib.util
 import re
 import shutil
 import sys
@@ -13,20 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import load_bench
 from msaf_learned_ssm.examples import write_synthetic_corpus
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_candidates",
-                                                  ROOT / "bench" / "candidates.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    yield load_bench("candidates")
+    sys.modules.pop("bench_candidates", None)
 
 
 @pytest.fixture(scope="module")

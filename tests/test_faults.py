@@ -4,19 +4,13 @@ uninterrupted run (the full benchmark runs several kills: ``python bench/faults.
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 
-from conftest import ROOT
+from conftest import load_bench
 
 
 def _faults():
-    spec = importlib.util.spec_from_file_location("bench_faults", ROOT / "bench" / "faults.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("faults")
 
 
 def test_kill_and_resume_gives_identical_weights(tmp_path):

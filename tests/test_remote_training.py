@@ -3,31 +3,21 @@ trained on from the cache alone) and bench/training_curves.py (the runs' plot)."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import load_bench
 from msaf_learned_ssm import ModelConfig
 from msaf_learned_ssm.examples import write_synthetic_corpus
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def remote():
-    return _load("remote_training")
+    return load_bench("remote_training")
 
 
 def test_quantisation_error_is_within_half_a_step(remote):
@@ -86,7 +76,7 @@ def test_unpacked_corpora_train_from_the_cache_without_decoding(remote, tmp_path
 
 
 def test_training_curves_plot_runs_and_refuse_other_files(tmp_path):
-    curves = _load("training_curves")
+    curves = load_bench("training_curves")
     logs = []
     for name, teacher in (("a", False), ("b", True)):
         rows = [{"epoch": e, "loss": 1 / e, "val_HR0.5F": 0.1 * e, "val_HR3F": 0.2 * e,
