@@ -130,8 +130,10 @@ def madmom_tracker(cache: Optional[Path]) -> Tracker:
         beats = tracker.track(load_audio(audio, MADMOM_SAMPLE_RATE), MADMOM_SAMPLE_RATE)
         return beats.times, beats.positions
 
+    cached = "" if cache is None else (f"; beats read from `{cache}` where cached (its "
+                                       "time then excludes tracking)")
     return Tracker("madmom", f"madmom {madmom_version()}, RNNDownBeatProcessor + "
-                   "DBNDownBeatTrackingProcessor (3/4, 4/4)", run)
+                   f"DBNDownBeatTrackingProcessor (3/4, 4/4){cached}", run)
 
 
 def librosa_tracker() -> Tracker:
@@ -154,7 +156,7 @@ def librosa_tracker() -> Tracker:
 def load_trackers(names: Sequence[str], tracker_file: Optional[str],
                   cache: Optional[Path], say: Callable[[str], None]) -> list[Tracker]:
     """The named trackers; ``madmom`` left out with one line when it is not installed and
-    was not asked for by name (``"auto"``)."""
+    was not asked for by name (``"auto-madmom"``, the default list)."""
     from msaf_learned_ssm.errors import ConfigError
     from msaf_learned_ssm.madmom_beats import madmom_available
 
@@ -356,11 +358,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     started = time.perf_counter()
     try:
         trackers = load_trackers(names, args.tracker, args.beat_cache, say)
-        if args.beat_cache is not None:
-            for tracker in trackers:
-                if tracker.name == "madmom":
-                    tracker.description += (f"; beats read from `{args.beat_cache}` where "
-                                            "cached (its time then excludes tracking)")
         results = {}
         with warnings.catch_warnings():
             # librosa and mir_eval warn per track on short or beatless audio; the scores
