@@ -115,7 +115,7 @@ other control character in PATH is escaped (\\\\, \\t, \\n, \\xNN).
 @click.option("--model", default=None,
               help="A shipped model (default, author-nbatt1, author-nbatt3, author-ensemble, "
                    "pop909-band, pop909-piano, nbatt3-teach, nbatt3-decor-teach, "
-                   "scratch-decor, scratch-decor-teach) or a model file (the "
+                   "nbatt3-distill, scratch-decor, scratch-decor-teach) or a model file (the "
                    "author's published state_dicts are accepted too). Default: "
                    "author-nbatt3, the author's published checkpoint (LGPL-3.0), which scored "
                    "best on real band recordings; the pop909-* "

@@ -14,6 +14,9 @@ Models shipped in the package (``msaf_learned_ssm/models/``) are selected by nam
   loss, on unlabelled real music (LGPL-3.0, derived from the author's weights): a candidate.
 * ``nbatt3-decor-teach``: the same recipe on band renders whose section cues are
   decorrelated from the structure (no groove/fill/crash shortcut): a candidate.
+* ``nbatt3-distill``: ``author-nbatt3`` pulled toward the mean of both author models on
+  unlabelled real music for 90 % of its training steps (the author ensemble distilled into
+  one network), 10 % on decorrelated-cue renders (LGPL-3.0): a candidate.
 * ``scratch-decor``, ``scratch-decor-teach``: trained here from scratch on band renders
   whose section cues are decorrelated from the structure, the second also on unlabelled
   real music through the teacher loss (MIT): candidates (d) and (c).
@@ -46,6 +49,7 @@ NAMED_MODELS = {
     "pop909-piano": "pop909-piano.pt",
     "nbatt3-teach": "nbatt3-teach.pt",
     "nbatt3-decor-teach": "nbatt3-decor-teach.pt",
+    "nbatt3-distill": "nbatt3-distill.pt",
     "author-ensemble": "author-ensemble.pt",
     "scratch-decor": "scratch-decor.pt",
     "scratch-decor-teach": "scratch-decor-teach.pt",

@@ -88,7 +88,7 @@ config: dict[str, Any] = {
     "ssm_plugin": PluginTag("msaf_learned_ssm"),
     # A shipped model's name ("default" = "author-nbatt3", "author-nbatt1",
     # "author-ensemble", "pop909-band", "pop909-piano", "nbatt3-teach", "nbatt3-decor-teach",
-    # "scratch-decor", "scratch-decor-teach") or a model file.
+    # "nbatt3-distill", "scratch-decor", "scratch-decor-teach") or a model file.
     "ssm_model": "default",
     # "auto" (CUDA when available), "cpu", "cuda".
     "ssm_device": "auto",
