@@ -21,6 +21,8 @@ and for downbeats, mean over tracks; downbeat F only over tracks whose reference
 positions. Also the tempo relation of each tracker to the reference (median beat periods
 within 4 %: same, half, double, other) and its seconds per audio minute on this machine.
 
+Tracks are scored ``--jobs`` at a time (default: one per core), each in a worker process
+with one thread (madmom, about 25 s per audio minute on one core, is what takes the time).
 A track that fails to decode, or whose reference has no usable beat annotation, is reported
 on one line and skipped. Nothing is written unless ``--out`` (markdown) or ``--csv`` (one
 row per track and tracker) is given.
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import io
 import shlex
 import sys
@@ -208,50 +211,114 @@ def score_track(ref_times: np.ndarray, ref_pos: np.ndarray, est: tuple,
     return out
 
 
-def score_corpus(name: str, tracks: Sequence, trackers: Sequence[Tracker],
-                 windows: Sequence[float], annotator: Optional[str],
+#: Trackers loaded in this process, by the settings that made them (worker processes load
+#: theirs once, at their first track).
+_LOADED: dict = {}
+
+
+@dataclass(frozen=True)
+class TrackScorer:
+    """Scores one track with every tracker. Picklable (plain settings), so that worker
+    processes run it; each process loads the trackers once.
+
+    Attributes
+    ----------
+    names : tuple of str
+        Trackers (:data:`TRACKERS`; ``madmom`` only when it is installed).
+    tracker_file : str or None
+        The package tracker's file (None: the shipped one).
+    cache : Path or None
+        madmom's beat cache.
+    windows : tuple of float
+        F-measure windows (s).
+    annotator : str or None
+        The reference beat annotation's annotator (None: the first).
+    """
+
+    names: tuple
+    tracker_file: Optional[str]
+    cache: Optional[Path]
+    windows: tuple
+    annotator: Optional[str]
+
+    def trackers(self) -> list[Tracker]:
+        key = (self.names, self.tracker_file, self.cache)
+        if key not in _LOADED:
+            _LOADED[key] = load_trackers(self.names, self.tracker_file, self.cache, print)
+        return _LOADED[key]
+
+    def __call__(self, track: tuple) -> dict:
+        """``track``: ``(track id, audio path, reference path or None)``. Returns
+        ``{"rows": [...], "skipped": [messages], "seconds": {tracker: s},
+        "audio_seconds": float}`` (rows without the corpus name)."""
+        import soundfile as sf
+
+        from msaf_learned_ssm.errors import LearnedSSMError
+        from msaf_learned_ssm_jams.beats import read_beats
+
+        track_id, audio, reference = track
+        out = {"rows": [], "skipped": [], "seconds": {}, "audio_seconds": 0.0}
+        if reference is None:
+            out["skipped"].append(f"skipped: {audio}: no reference JAMS")
+            return out
+        try:
+            ref_times, ref_pos = read_beats(reference, self.annotator)
+        except LearnedSSMError as exc:
+            out["skipped"].append(f"skipped: {exc}")
+            return out
+        if len(ref_times) < 3:
+            out["skipped"].append(f"skipped: {reference}: fewer than 3 reference beats")
+            return out
+        try:
+            duration = float(sf.info(str(audio)).duration)
+        except Exception:  # noqa: BLE001 - formats libsndfile lacks: the decoder says below
+            duration = float("nan")
+        out["audio_seconds"] = duration if np.isfinite(duration) else 0.0
+        for tracker in self.trackers():
+            t0 = time.perf_counter()
+            try:
+                est = tracker.run(audio)
+            except LearnedSSMError as exc:
+                out["skipped"].append(f"skipped ({tracker.name}): {exc}")
+                continue
+            spent = time.perf_counter() - t0
+            out["seconds"][tracker.name] = spent
+            for window, beat_f, down_f, relation in score_track(ref_times, ref_pos, est,
+                                                                self.windows):
+                out["rows"].append({"track": track_id, "tracker": tracker.name,
+                                    "window": window, "beat_F": beat_f, "downbeat_F": down_f,
+                                    "tempo": relation, "seconds": spent,
+                                    "audio_seconds": duration})
+        return out
+
+
+def score_corpus(name: str, tracks: Sequence, scorer: TrackScorer, jobs: int,
                  say: Callable[[str], None]) -> dict:
-    """``{tracker name: TrackerScores}`` over ``tracks`` (candidates' ``CorpusTrack``)."""
-    import soundfile as sf
+    """``{tracker name: TrackerScores}`` over ``tracks`` (candidates' ``CorpusTrack``),
+    ``jobs`` tracks at a time in worker processes (one: in this process)."""
     from tqdm import tqdm
 
     from msaf_learned_ssm.errors import LearnedSSMError
-    from msaf_learned_ssm_jams.beats import read_beats
+    from msaf_learned_ssm.workers import map_in_processes
 
-    scores = {t.name: TrackerScores() for t in trackers}
-    for track in tqdm(tracks, desc=name, unit="track"):
-        if track.reference is None:
-            say(f"skipped: {track.audio}: no reference JAMS")
+    items = [(t.track_id, t.audio, t.reference) for t in tracks]
+    if jobs > 1 and len(items) > 1:
+        results = map_in_processes(scorer, items, workers=min(jobs, len(items)), threads=1,
+                                   describe=lambda item: str(item[1]))
+    else:
+        results = ((item, scorer(item)) for item in items)
+    scores = {n: TrackerScores() for n in scorer.names}
+    for (_, audio, _), result in tqdm(results, total=len(items), desc=name, unit="track"):
+        if isinstance(result, LearnedSSMError):
+            say(f"skipped: {audio}: {result}")
             continue
-        try:
-            ref_times, ref_pos = read_beats(track.reference, annotator)
-        except LearnedSSMError as exc:
-            say(f"skipped: {exc}")
-            continue
-        if len(ref_times) < 3:
-            say(f"skipped: {track.reference}: fewer than 3 reference beats")
-            continue
-        try:
-            duration = float(sf.info(str(track.audio)).duration)
-        except Exception:  # noqa: BLE001 - formats libsndfile lacks: the decoder says below
-            duration = float("nan")
-        for tracker in trackers:
-            t0 = time.perf_counter()
-            try:
-                est = tracker.run(track.audio)
-            except LearnedSSMError as exc:
-                say(f"skipped ({tracker.name}): {exc}")
-                continue
-            spent = time.perf_counter() - t0
-            s = scores[tracker.name]
-            s.seconds += spent
-            s.audio_seconds += duration if np.isfinite(duration) else 0.0
-            for window, beat_f, down_f, relation in score_track(ref_times, ref_pos, est,
-                                                                windows):
-                s.rows.append({"corpus": name, "track": track.track_id, "tracker": tracker.name,
-                               "window": window, "beat_F": beat_f, "downbeat_F": down_f,
-                               "tempo": relation, "seconds": spent,
-                               "audio_seconds": duration})
+        for line in result["skipped"]:
+            say(line)
+        for tracker, spent in result["seconds"].items():
+            scores[tracker].seconds += spent
+            scores[tracker].audio_seconds += result["audio_seconds"]
+        for row in result["rows"]:
+            scores[row["tracker"]].rows.append({"corpus": name, **row})
     return scores
 
 
@@ -326,6 +393,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from candidates import corpus_tracks
     from msaf_learned_ssm.errors import LearnedSSMError
     from msaf_learned_ssm.fileio import atomic_write_text
+    from msaf_learned_ssm.parallel import default_threads
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", action="append", default=[], metavar="DIR[:IDS]",
@@ -342,11 +410,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="F-measure windows in seconds (default 0.07 0.15)")
     parser.add_argument("--beat-cache", type=Path, default=None, metavar="DIR",
                         help="madmom's beats cached by bench/beat_agreement.py (read and filled)")
+    parser.add_argument("--jobs", type=int, default=default_threads(),
+                        help="tracks scored at a time, each in its own process with one "
+                             "thread (default: one per core)")
     parser.add_argument("--out", type=Path, default=None, help="markdown report")
     parser.add_argument("--csv", type=Path, default=None, help="per-track rows (CSV)")
     args = parser.parse_args(argv)
     if not args.windows or not all(0 < w <= 1 for w in args.windows):
         parser.error("--windows must be in (0, 1] s")
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     specs = parse_corpora(args, parser)
     torch.set_num_threads(1)
     from tqdm import tqdm
@@ -358,6 +431,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     started = time.perf_counter()
     try:
         trackers = load_trackers(names, args.tracker, args.beat_cache, say)
+        # Worker processes unpickle the scorer by its module's importable name, never
+        # "__main__" (hidden from them, msaf_learned_ssm.workers).
+        scorer = importlib.import_module("beat_tracking").TrackScorer(
+            tuple(t.name for t in trackers), args.tracker, args.beat_cache,
+            tuple(args.windows), args.annotator)
+        _LOADED[(scorer.names, scorer.tracker_file, scorer.cache)] = trackers
         results = {}
         with warnings.catch_warnings():
             # librosa and mir_eval warn per track on short or beatless audio; the scores
@@ -367,8 +446,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 tracks, missing = corpus_tracks(root, ids)
                 for track_id in missing:
                     say(f"skipped: {ids}: {track_id}: no audio file in {root}")
-                results[name] = score_corpus(name, tracks, trackers, args.windows,
-                                             args.annotator, say)
+                results[name] = score_corpus(name, tracks, scorer, args.jobs, say)
     except LearnedSSMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -386,7 +464,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   "trimmed); downbeat F over tracks whose reference gives bar positions.",
                   "- Tempo: median beat period against the reference's, within 4 %.",
                   "- `s / audio min`: seconds per minute of audio on this machine, decoding "
-                  "included, one torch thread."]
+                  f"included, one thread per process ({args.jobs} tracks at a time)."]
         report += [f"- `{t.name}`: {t.description}." for t in trackers]
         atomic_write_text(args.out, "\n".join(report) + "\n")
         say(f"wrote {args.out}")

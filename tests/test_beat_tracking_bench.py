@@ -43,7 +43,8 @@ def corpus(tmp_path_factory):
 def test_scores_each_tracker_and_reports_what_it_skips(bench, corpus, tmp_path, capsys):
     out, rows_file = tmp_path / "beats.md", tmp_path / "beats.csv"
     code = bench.main(["--corpus", str(corpus), "--trackers", "package", "librosa",
-                       "--windows", "0.07", "0.15", "--out", str(out), "--csv", str(rows_file)])
+                       "--windows", "0.07", "0.15", "--jobs", "1", "--out", str(out),
+                       "--csv", str(rows_file)])
     assert code == 0
     printed = capsys.readouterr()
     skipped = [line for line in printed.err.splitlines() if line.startswith("skipped")]
@@ -70,6 +71,25 @@ def test_scores_each_tracker_and_reports_what_it_skips(bench, corpus, tmp_path, 
     # no bar positions in t3's reference: no downbeat score, the beats still count
     assert package["t3", "0.1500"]["downbeat_F"] == "nan"
     assert float(package["t3", "0.1500"]["beat_F"]) > 0.8
+
+
+def test_worker_processes_give_the_same_rows_and_report_a_broken_file(bench, corpus, tmp_path,
+                                                                      capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(corpus, broken)
+    (broken / "audio" / "t1.wav").write_bytes(b"RIFF\x10\x00\x00\x00not audio at all")
+    tables = {}
+    for jobs in ("1", "2"):
+        rows_file = tmp_path / f"rows{jobs}.csv"
+        assert bench.main(["--corpus", str(broken), "--trackers", "package", "--jobs", jobs,
+                           "--csv", str(rows_file)]) == 0
+        assert any("t1.wav" in line and line.startswith("skipped")
+                   for line in capsys.readouterr().err.splitlines())
+        with open(rows_file, newline="") as handle:
+            tables[jobs] = [{k: v for k, v in r.items() if k != "seconds"}
+                            for r in csv.DictReader(handle)]
+    assert tables["1"] == tables["2"]  # same tracks, same order, same scores
+    assert {r["track"] for r in tables["2"]} == {"t0", "t3"}
 
 
 def test_madmom_named_without_the_extra_is_one_clear_error(bench, corpus, capsys,
