@@ -452,7 +452,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     wall = time.perf_counter() - started
     table = table_lines(results, trackers, args.windows)
-    print("\n".join(table))
     if args.out is not None:
         command = "python bench/beat_tracking.py " + " ".join(
             shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
@@ -471,6 +470,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.csv is not None:
         atomic_write_text(args.csv, csv_text(results))
         say(f"wrote {args.csv}")
+    print("\n".join(table))  # after the files: a closed stdout (| head) loses nothing
     return 0
 
 

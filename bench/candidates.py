@@ -875,12 +875,12 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     command = "python bench/candidates.py " + shlex.join(argv)
     report = render_report(command, corpora, scoring, rows, skipped,
                            timing_lines(scoring.clock, wall, n_files, args))
-    print(report)
+    # The files first: a closed stdout (``| head``) must not lose a long run's results.
     atomic_write_text(args.out, report)
-    print(f"wrote {args.out}")
     if args.csv is not None:
         atomic_write_text(args.csv, csv_text(rows))
-        print(f"wrote {args.csv}")
+    print(report)
+    print(f"wrote {args.out}" + (f" and {args.csv}" if args.csv is not None else ""))
     return 0
 
 

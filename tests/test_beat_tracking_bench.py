@@ -120,3 +120,22 @@ def test_tempo_relation_and_missing_bars(bench):
     (window, beat_f, down_f, relation), = bench.score_track(
         ref, np.zeros(len(ref), int), (ref, np.arange(len(ref)) % 4 + 1), [0.07])
     assert (window, beat_f, relation) == (0.07, 1.0, "same") and np.isnan(down_f)
+
+
+class _ClosedPipe:
+    """stdout of ``... | head`` once head has exited."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        pass
+
+
+def test_a_closed_stdout_loses_no_file(bench, corpus, tmp_path, monkeypatch):
+    out, rows_file = tmp_path / "beats.md", tmp_path / "beats.csv"
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    with pytest.raises(BrokenPipeError):
+        bench.main(["--corpus", str(corpus), "--trackers", "package", "--jobs", "1",
+                    "--out", str(out), "--csv", str(rows_file)])
+    assert "| package |" in out.read_text() and "beat_F" in rows_file.read_text()
