@@ -365,21 +365,17 @@ def csv_text(results: dict) -> str:
 
 def parse_corpora(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list:
     """``[(name, root, ids or None)]`` from ``--corpus DIR[:IDS]`` and ``--set NAME=DIR:IDS``."""
+    from candidates import split_corpus_spec
+
     specs = []
     for value in args.corpus:
-        root, ids = value, None
-        if not Path(value).exists() and ":" in value:
-            root, ids = value.rsplit(":", 1)
-        name = Path(root).name + (f" ({Path(ids).stem})" if ids else "")
-        specs.append((name, Path(root), Path(ids) if ids else None))
+        root, ids = split_corpus_spec(value)
+        specs.append((root.name + (f" ({ids.stem})" if ids else ""), root, ids))
     for value in args.set:
         if "=" not in value:
             parser.error(f"--set {value!r}: expected NAME=CORPUS[:IDS]")
         name, rest = value.split("=", 1)
-        root, ids = rest, None
-        if not Path(rest).exists() and ":" in rest:
-            root, ids = rest.rsplit(":", 1)
-        specs.append((name, Path(root), Path(ids) if ids else None))
+        specs.append((name, *split_corpus_spec(rest)))
     if not specs:
         parser.error("give at least one --corpus (or --set)")
     return specs

@@ -109,14 +109,20 @@ class Corpus:
     missing: list = field(default_factory=list)
 
 
+def split_corpus_spec(value: str) -> tuple[Path, Optional[Path]]:
+    """``DIR[:IDS]`` -> ``(DIR, IDS or None)``; a folder whose own name holds a colon stays
+    whole."""
+    root, ids = value, None
+    if not Path(value).exists() and ":" in value:
+        root, ids = value.rsplit(":", 1)
+    return Path(root), Path(ids) if ids else None
+
+
 class _CorpusAction(argparse.Action):
     """``--corpus DIR[:IDS]``: appends ``[DIR, IDS or None]``."""
 
     def __call__(self, parser, namespace, value, option_string=None):
-        root, ids = value, None
-        if not Path(value).exists() and ":" in value:
-            root, ids = value.rsplit(":", 1)
-        getattr(namespace, self.dest).append([Path(root), Path(ids) if ids else None])
+        getattr(namespace, self.dest).append(list(split_corpus_spec(value)))
 
 
 class _IdsAction(argparse.Action):

@@ -31,8 +31,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 #: Bar lengths (in package beats) the oracle tries.
 ORACLE_BAR_LENGTHS = (2, 3, 4)
-#: Tempo relations, in the order of the table.
-RELATIONS = ("same", "half", "double", "other")
 
 
 def oracle_phase_f(ref_times: np.ndarray, ref_pos: np.ndarray, est_times: np.ndarray,
@@ -64,6 +62,7 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from beat_agreement import cached_madmom_beats, f_measures, tempo_relation
+    from beat_tracking import RELATIONS
     from msaf_learned_ssm.audio import load_audio
     from msaf_learned_ssm.beats import BeatTracker, decode_beats
     from msaf_learned_ssm.features import log_mel_and_chroma, standardize_bands
